@@ -63,7 +63,8 @@ def cmd_inspect(args):
 def cmd_audit(args):
     from chattune.audit import audit_dataset_dir
 
-    if not audit_dataset_dir(args.dataset, model=args.model, chat_template=args.chat_template):
+    if not audit_dataset_dir(args.dataset, model=args.model, chat_template=args.chat_template,
+                             cache_dir=args.cache_dir):
         sys.exit(1)
 
 
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", type=Path, help="a datasets.save_to_disk folder")
     p.add_argument("--model", required=True, help="the tokenizer the dataset was made with")
     p.add_argument("--chat-template", type=Path)
+    p.add_argument("--cache-dir", type=Path)
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("cache", help="list or clear the pre-tokenization cache")

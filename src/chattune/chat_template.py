@@ -1,0 +1,70 @@
+"""The only code that renders a chat template.
+
+Owns: rendering conversations to text (through the tokenizer's own `apply_chat_template`, so the
+text is exactly what transformers, TRL and inference servers produce), the *skeleton* of a
+conversation (the same rendering with every message's content replaced by a sentinel, which shows
+where the template puts each message and what text it adds around it), and the template's generation
+prompt. Knows nothing about labels: masking.py reads the skeleton.
+
+Training, generation and the audit all render through here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+SENTINEL = "@@chattune:{}@@"
+_SENTINEL_RE = re.compile(r"@@chattune:(\d+)@@")
+
+
+class TemplateError(ValueError):
+    """The template rejected a conversation, or renders it in a way chattune cannot mask."""
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A rendering split at the message contents: literals[0], msg[order[0]], literals[1], ...
+
+    `order[j]` is the index of the message whose content the template puts at slot j; a message
+    may appear in a different place than its turn (Mistral folds the system prompt into a user
+    turn), more than once, or not at all (a template that drops it).
+    """
+
+    literals: tuple[str, ...]
+    order: tuple[int, ...]
+
+
+def template_messages(messages: list[dict]) -> list[dict]:
+    """Messages as the template sees them: chattune's own `train` key removed."""
+    return [{k: v for k, v in m.items() if k != "train"} for m in messages]
+
+
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+    """Render one conversation; a template that raises (e.g. "roles must alternate") → TemplateError."""
+    try:
+        return tokenizer.apply_chat_template(
+            template_messages(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    except Exception as e:  # jinja raises anything the template author chose (raise_exception, TypeError…)
+        raise TemplateError(f"the chat template rejected this conversation: {str(e).splitlines()[0]}") from None
+
+
+def structure_key(messages: list[dict]) -> str:
+    """What a skeleton depends on: everything but the message contents (and chattune's `train`)."""
+    return json.dumps([{k: v for k, v in m.items() if k not in ("content", "train")} for m in messages], sort_keys=True)
+
+
+def skeleton(tokenizer, messages: list[dict]) -> Skeleton:
+    sentinels = [{**m, "content": SENTINEL.format(i)} for i, m in enumerate(messages)]
+    parts = _SENTINEL_RE.split(render(tokenizer, sentinels))
+    return Skeleton(literals=tuple(parts[0::2]), order=tuple(int(i) for i in parts[1::2]))
+
+
+def generation_prompt(tokenizer) -> str:
+    """The text the template adds to ask for an assistant turn ('' if it has no such prompt)."""
+    convo = [{"role": "user", "content": SENTINEL.format(0)}]
+    with_prompt = render(tokenizer, convo, add_generation_prompt=True)
+    without = render(tokenizer, convo)
+    return with_prompt[len(without):] if with_prompt.startswith(without) else ""

@@ -1,0 +1,216 @@
+"""Labels: which tokens of a rendered conversation the model is trained on.
+
+Owns: turning one example into `input_ids`, `attention_mask`, `labels` (-100 = not trained) and
+`assistant_masks`, for any chat template. This is the one code path that produces labels; the
+cache stores its output and the trainers use it as is. No I/O.
+
+How: the conversation is rendered once and tokenized once (so `input_ids` are exactly
+`apply_chat_template(tokenize=True)`); a second rendering with sentinel contents (the skeleton,
+see chat_template.py) says which text the template writes around each message. Walking both
+renderings side by side gives each message's character span in the real text, whatever the
+template adds (default system prompts, dates), trims or drops (earlier turns' reasoning). A trained
+assistant message's span plus the end-of-turn marker the template writes right after it
+(`<|im_end|>`, `<|eot_id|>`, `</s>`…: the text of the following literal up to its first added
+token) become labels; every token overlapping them is trained. Cost is linear in the length.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from chattune.chat_template import Skeleton, TemplateError, render, skeleton, structure_key
+
+MASKING_VERSION = 1  # bump whenever the labels for the same inputs could change
+IGNORE_INDEX = -100
+ROLE_NAMES = ("template", "system", "user", "tool", "assistant", "text")
+ROLE_ID = {name: i for i, name in enumerate(ROLE_NAMES)}  # higher id wins a token that straddles two
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where one message's content sits in the rendered text (character offsets)."""
+
+    message: int
+    start: int
+    end: int
+    eot_end: int  # end of the end-of-turn marker after the content (== end when there is none)
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    token_roles: np.ndarray  # ROLE_ID per token
+    dropped: str | None = None  # why the example can't be trained (it is then not kept)
+
+
+def markers_pattern(tokenizer) -> re.Pattern:
+    """A regex matching the tokenizer's special added tokens (the template's markers; whitespace ones
+    like Gemma's "\n" tokens are ordinary text)."""
+    tokens = sorted(
+        (t.content for t in tokenizer.added_tokens_decoder.values() if t.special and t.content.strip()),
+        key=len, reverse=True,
+    )
+    return re.compile("|".join(map(re.escape, tokens)) or r"(?!x)x")
+
+
+def end_marker(literal: str, markers: re.Pattern) -> str:
+    """The end-of-turn text: `literal` up to and including its first special token ('' if none)."""
+    m = markers.search(literal)
+    return literal[: m.end()] if m else ""
+
+
+def _common_prefix(text: str, pos: int, literal: str) -> int:
+    if text.startswith(literal, pos):
+        return len(literal)
+    n = 0
+    for a, b in zip(literal, text[pos : pos + len(literal)]):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def locate(rendered: str, skel: Skeleton, messages: list[dict], markers: re.Pattern) -> list[Region]:
+    """Each message's span in `rendered`, in the order the template writes them.
+
+    The fast path: the content appears verbatim where the skeleton puts it, followed by the same
+    template text (or at least the same end marker). Otherwise the template changed the content
+    (trim, reasoning dropped) or the text around it (reasoning inserted): the span runs from where
+    the rendering stops matching the skeleton's literal to the next end marker, and must be a piece
+    of the original content, or the template is doing something chattune can't follow.
+    """
+    regions, pos = [], 0
+    for slot, m in enumerate(skel.order):
+        before, after = skel.literals[slot], skel.literals[slot + 1]
+        start = pos + _common_prefix(rendered, pos, before)
+        content, eot = messages[m]["content"], end_marker(after, markers)
+        end = start + len(content)
+        verbatim = rendered.startswith(content, start) and (
+            rendered.startswith(after, end) or (eot and rendered.startswith(eot, end))
+        )
+        if not verbatim:
+            anchor = eot or after
+            end = rendered.find(anchor, start) if anchor else len(rendered)
+            if end < 0 or rendered[start:end] not in content:
+                raise TemplateError(
+                    f"message {m} ({messages[m]['role']}) is not where the chat template's skeleton puts it; "
+                    "the template changes the text around it in a way chattune cannot follow"
+                )
+        eot_end = end + len(eot) if eot and rendered.startswith(eot, end) else end
+        regions.append(Region(m, start, end, eot_end))
+        pos = end
+    return regions
+
+
+def token_span(encoding, start: int, end: int) -> tuple[int, int]:
+    """Tokens [a, b) that overlap characters [start, end) (a == b when none do)."""
+    a = b = None
+    for pos in range(start, end):  # the first character a token covers (offsets may skip spaces)
+        if (a := encoding.char_to_token(pos)) is not None:
+            break
+    for pos in range(end - 1, start - 1, -1):
+        if (b := encoding.char_to_token(pos)) is not None:
+            break
+    return (a, b + 1) if a is not None and b is not None else (0, 0)
+
+
+def label_tokens(encoding, ids: list[int], regions: list[Region], messages: list[dict], train_all: bool = False):
+    """(labels, token_roles) for the tokens `ids` of `encoding`. A token is trained when it overlaps a trained assistant reply or the end
+    marker after it; its role is the highest role id among the spans it overlaps."""
+    labels = list(ids) if train_all else [IGNORE_INDEX] * len(ids)
+    roles = np.zeros(len(ids), dtype=np.int8)
+    for r in sorted(regions, key=lambda r: ROLE_ID[messages[r.message]["role"]]):
+        msg = messages[r.message]
+        is_assistant = msg["role"] == "assistant"
+        a, b = token_span(encoding, r.start, r.eot_end if is_assistant else r.end)
+        roles[a:b] = ROLE_ID[msg["role"]]
+        if is_assistant and msg.get("train"):
+            labels[a:b] = ids[a:b]
+    return labels, roles
+
+
+class Masker:
+    """Encodes examples for one tokenizer + chat template. Skeletons are cached per message structure
+    (roles and other non-content keys), so most conversations cost one rendering."""
+
+    def __init__(self, tokenizer, max_length: int | None = None, masking: str = "assistant"):
+        self.tokenizer, self.max_length, self.masking = tokenizer, max_length, masking
+        self.markers = markers_pattern(tokenizer)
+        self._skeletons: dict[str, Skeleton] = {}
+
+    def _skeleton(self, messages: list[dict]) -> Skeleton:
+        key = structure_key(messages)
+        if key not in self._skeletons:
+            skel = skeleton(self.tokenizer, messages)
+            dropped = [i for i, m in enumerate(messages) if m.get("train") and i not in skel.order]
+            if dropped:
+                raise TemplateError(
+                    f"the chat template drops the content of assistant message {dropped[0]}: "
+                    "there is nothing to train; fix the template or pass --chat-template"
+                )
+            if len(self._skeletons) > 4096:
+                self._skeletons.clear()
+            self._skeletons[key] = skel
+        return self._skeletons[key]
+
+    def encode_batch(self, examples: list[dict]) -> list[Encoded | TemplateError]:
+        """Encode a batch; an example the template can't handle comes back as its TemplateError."""
+        out: list[Encoded | TemplateError | None] = [None] * len(examples)
+        texts, rendered, idx = [], [], []
+        for i, ex in enumerate(examples):
+            if "text" in ex:
+                texts.append(i)
+                continue
+            try:
+                skel = self._skeleton(ex["messages"])
+                rendered.append((render(self.tokenizer, ex["messages"]), skel))
+                idx.append(i)
+            except TemplateError as e:
+                out[i] = e
+        if rendered:
+            # The backend call is what tokenizer(text, add_special_tokens=False) runs, minus building
+            # Python lists of offsets: labels come from char_to_token at the few span boundaries.
+            encodings = self.tokenizer.backend_tokenizer.encode_batch([r for r, _ in rendered], add_special_tokens=False)
+            for k, i in enumerate(idx):
+                text, skel = rendered[k]
+                try:
+                    out[i] = self._encode_chat(examples[i]["messages"], text, skel, encodings[k])
+                except TemplateError as e:
+                    out[i] = e
+        if texts:
+            enc = self.tokenizer([examples[i]["text"] for i in texts], add_special_tokens=True)
+            for k, i in enumerate(texts):
+                out[i] = self._encode_text(enc["input_ids"][k])
+        return out
+
+    def encode(self, example: dict) -> Encoded:
+        (result,) = self.encode_batch([example])
+        if isinstance(result, TemplateError):
+            raise result
+        return result
+
+    def _encode_chat(self, messages, text, skel, encoding) -> Encoded:
+        regions = locate(text, skel, messages, self.markers)
+        ids = encoding.ids
+        labels, token_roles = label_tokens(encoding, ids, regions, messages, train_all=self.masking == "none")
+        return self._truncate(Encoded(ids, labels, token_roles))
+
+    def _encode_text(self, ids: list[int]) -> Encoded:
+        eos = self.tokenizer.eos_token_id
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids = ids + [eos]
+        return self._truncate(Encoded(ids, list(ids), np.full(len(ids), ROLE_ID["text"], dtype=np.int8)))
+
+    def _truncate(self, enc: Encoded) -> Encoded:
+        if not any(label != IGNORE_INDEX for label in enc.labels):
+            raise TemplateError("no token is trained: the rendered assistant replies are empty")
+        if self.max_length and len(enc.input_ids) > self.max_length:
+            n = self.max_length
+            enc = Encoded(enc.input_ids[:n], enc.labels[:n], enc.token_roles[:n])
+            if all(label == IGNORE_INDEX for label in enc.labels):
+                enc.dropped = f"all trained tokens beyond max_length ({n})"
+        return enc
