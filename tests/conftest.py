@@ -54,17 +54,23 @@ DEEPSEEK = ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<�
             "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>",
             "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>",
             "<｜tool▁sep｜>")  # fmt: skip
+QWEN3_ADDED = ("<tool_response>", "</tool_response>", "<think>", "</think>")  # ids 151665-151668, as in Qwen3
+MISTRAL_V3 = ("<s>", "</s>", "[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
+              "[TOOL_RESULTS]", "[/TOOL_RESULTS]")  # fmt: skip
+GPT_OSS = ("<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>",
+           "<|return|>", "<|call|>")  # fmt: skip
+COHERE = ("<BOS_TOKEN>", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>",
+          "<|SYSTEM_TOKEN|>")  # fmt: skip
 DEEPSEEK_BOS_EOS = {"bos": "<｜begin▁of▁sentence｜>", "eos": "<｜end▁of▁sentence｜>", "add_bos": True}
 
 FAMILY_SPECS = {
     "chatml": Family("chatml.jinja"),
-    "qwen3": Family("trl:qwen3.jinja", tuple(map(_plain, ("<tool_response>", "</tool_response>", "<think>", "</think>")))),
+    "qwen3": Family("trl:qwen3.jinja", tuple(map(_plain, QWEN3_ADDED))),
     "llama3": Family("trl:llama3.jinja", LLAMA3, "<|begin_of_text|>", "<|eot_id|>", add_bos=True),
     "llama3.1": Family("trl:llama3_1.jinja", LLAMA3, "<|begin_of_text|>", "<|eot_id|>", add_bos=True),
     "llama3.2": Family("trl:llama3_2.jinja", LLAMA3, "<|begin_of_text|>", "<|eot_id|>", add_bos=True),
     "mistral": Family("mistral.jinja", ("<s>", "</s>"), "<s>", "</s>", add_bos=True, system=False),
-    "mistral-v0.3": Family("mistral_v0_3.jinja", ("<s>", "</s>", "[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]",
-                           "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]"), "<s>", "</s>", add_bos=True),
+    "mistral-v0.3": Family("mistral_v0_3.jinja", MISTRAL_V3, "<s>", "</s>", add_bos=True),
     "gemma": Family("trl:gemma.jinja", GEMMA, "<bos>", "<eos>", add_bos=True, system=False),
     "gemma3": Family("trl:gemma3.jinja", (*GEMMA, "<start_of_image>"), "<bos>", "<eos>", add_bos=True),
     "phi3": Family("trl:phi3.jinja", PHI3, "<s>", "<|endoftext|>"),
@@ -72,12 +78,9 @@ FAMILY_SPECS = {
     "zephyr": Family("zephyr.jinja", ("<s>", "</s>"), "<s>", "</s>", add_bos=True),
     "deepseek-v3": Family("trl:deepseekv3.jinja", DEEPSEEK, **DEEPSEEK_BOS_EOS),
     "deepseek-r1": Family("trl:deepseek_r1_distill.jinja", DEEPSEEK, **DEEPSEEK_BOS_EOS),
-    "gpt-oss": Family("trl:gptoss.jinja", ("<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>",
-                      "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>"), "<|startoftext|>", "<|return|>"),
-    "cohere": Family("trl:cohere.jinja", ("<BOS_TOKEN>", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>",
-                     "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>"), "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>",
-                     add_bos=True),
-}  # fmt: skip
+    "gpt-oss": Family("trl:gptoss.jinja", GPT_OSS, "<|startoftext|>", "<|return|>"),
+    "cohere": Family("trl:cohere.jinja", COHERE, "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", add_bos=True),
+}
 EMBEDDED_FAMILIES = {"smollm2": SMOLLM2, "qwen2.5": QWEN25_TOKENIZER}  # the embedded tokenizers, as they are
 FAMILIES = [*EMBEDDED_FAMILIES, *FAMILY_SPECS]
 
@@ -133,8 +136,10 @@ def family_tokenizer(embedded_tokenizer):
             return embedded_tokenizer(EMBEDDED_FAMILIES[name])
         family = FAMILY_SPECS[name]
         tok = copy.deepcopy(embedded_tokenizer(QWEN25_TOKENIZER))
-        added = [t if isinstance(t, AddedToken) else AddedToken(t, special=True, normalized=False) for t in family.tokens]
-        tok.add_special_tokens({"extra_special_tokens": [t for t in added if t.special]}, replace_extra_special_tokens=False)
+        added = [t if isinstance(t, AddedToken) else AddedToken(t, special=True, normalized=False)
+                 for t in family.tokens]  # fmt: skip
+        specials = [t for t in added if t.special]
+        tok.add_special_tokens({"extra_special_tokens": specials}, replace_extra_special_tokens=False)
         tok.add_tokens([t for t in added if not t.special])
         tok.bos_token, tok.eos_token = family.bos, family.eos
         if family.add_bos:

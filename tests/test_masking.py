@@ -159,7 +159,7 @@ def test_reasoning_templates_follow_the_full_rendering(family_tokenizer, name):
     runs = trained_runs(tok, enc)
     rendered = tok.decode(enc.input_ids)
     assert "Let me recall." not in rendered  # the template dropped the first turn's reasoning
-    assert runs[0].startswith("Paris.")
+    assert runs[0].lstrip("\n").startswith("Paris.")  # DeepSeek-R1 keeps the "\n\n" after </think>: rendered text
     assert runs[-1].endswith("42.<｜end▁of▁sentence｜>" if name == "deepseek-r1" else "42.<|im_end|>")
     if "Simple." in rendered:  # Qwen3 keeps the last turn's reasoning: it is assistant output, trained
         assert "Simple." in runs[-1]
@@ -176,7 +176,9 @@ def test_llama31_injected_date_not_trained(family_tokenizer):
 # --- properties ---------------------------------------------------------------------------------
 
 tricky_text = st.one_of(
-    st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40),
+    # Assigned characters of every kind (letters, marks, numbers, punctuation, symbols, spaces): unassigned code
+    # points don't round-trip through the GGUF-converted SmolLM2 vocabulary, whatever the masking.
+    st.text(st.characters(codec="utf-8", categories=("L", "M", "N", "P", "S", "Zs")), min_size=1, max_size=40),
     st.sampled_from(["user", "assistant", "<|im_end|>", "<|im_start|>user\n", "<", "\n\n", " ", "你好，世界",
                      "🙂🚀", "[INST]", "<|eot_id|>", "a", "system\n", "<think>x</think>", "  lead", "trail \n"]),
     st.lists(st.sampled_from(["Hi", " ", "\n", "user", "<|im_end|>", "世界", "🙂", "x"]), min_size=1, max_size=8).map("".join),

@@ -3,11 +3,13 @@
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import datasets
 import pytest
 
 from chattune import cache
+from chattune.cli import main
 from chattune.config import parse_config
 from chattune.errors import UserError
 from chattune.masking import Masker
@@ -35,9 +37,37 @@ def job(data, tmp_path, **data_opts):
     return parse_config({"model": MODEL, "cache_dir": str(tmp_path / "cache"), "data": {"train": str(data), **data_opts}})
 
 
-def run_cli(*args, env_cache):
-    return subprocess.run([sys.executable, "-m", "chattune.cli", *map(str, args), "--cache-dir", str(env_cache)],
-                          capture_output=True, text=True, timeout=300)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(tmp_path, chattune_cache_dir, qwen25_tokenizer, capsys):
+    """Run `chattune ... --cache-dir <fresh root>` in this process (a subprocess when asked: it proves
+    there is no traceback). The root shares the session's built tokenizers."""
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "models").symlink_to(chattune_cache_dir / "models")
+
+    def run(*args, subprocess_=False):
+        argv = [*map(str, args), "--cache-dir", str(root)]
+        if subprocess_:
+            res = subprocess.run([sys.executable, "-m", "chattune.cli", *argv], capture_output=True, text=True,
+                                 timeout=300)
+            return Result(res.returncode, res.stdout, res.stderr)
+        capsys.readouterr()
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+    run.root = root
+    return run
 
 
 def test_cached_labels_equal_on_the_fly_labels(qwen25_tokenizer, data, tmp_path):
@@ -59,7 +89,7 @@ def test_cache_reused_and_rebuilt_on_any_keyed_change(qwen25_tokenizer, data, tm
     build_sft_dataset(cfg, qwen25_tokenizer, data)
     build_sft_dataset(cfg, qwen25_tokenizer, data)
     assert "reusing cache" in capsys.readouterr().out
-    for changed in (job(data, tmp_path, max_length=16, skip_invalid=True), job(data, tmp_path, train_on="last_assistant")):
+    for changed in (job(data, tmp_path, max_length=30, skip_invalid=True), job(data, tmp_path, train_on="last_assistant")):
         build_sft_dataset(changed, qwen25_tokenizer, data)
         assert "reusing cache" not in capsys.readouterr().out
     original = qwen25_tokenizer.chat_template
@@ -121,26 +151,26 @@ def test_truncated_examples_are_dropped_and_counted(qwen25_tokenizer, tmp_path):
 # --- the commands -------------------------------------------------------------------------------
 
 
-def test_cli_pretokenize_output_cache_and_reuse(data, tmp_path, qwen25_tokenizer):
+def test_cli_pretokenize_output_cache_and_reuse(data, tmp_path, qwen25_tokenizer, cli):
     out = tmp_path / "out"
-    first = run_cli("pretokenize", "--model", MODEL, "--data", data, "--output", out, env_cache=tmp_path / "c")
+    first = cli("pretokenize", "--model", MODEL, "--data", data, "--output", out)
     assert first.returncode == 0, first.stderr
     assert "examples 40" in first.stdout and "cache" in first.stdout
     ds = datasets.load_from_disk(str(out))
     assert set(ds.column_names) == {"input_ids", "attention_mask", "labels", "assistant_masks"}
     assert ds["assistant_masks"] == [[int(x != -100) for x in row] for row in ds["labels"]]
-    second = run_cli("pretokenize", "--model", MODEL, "--data", data, env_cache=tmp_path / "c")
+    second = cli("pretokenize", "--model", MODEL, "--data", data)
     assert "reusing cache" in second.stdout
-    listed = run_cli("cache", "list", env_cache=tmp_path / "c")
+    listed = cli("cache", "list")
     assert "40 rows" in listed.stdout
-    run_cli("cache", "clear", env_cache=tmp_path / "c")
-    assert "no cached datasets" in run_cli("cache", "list", env_cache=tmp_path / "c").stdout
+    cli("cache", "clear")
+    assert "no cached datasets" in cli("cache", "list").stdout
 
 
-def test_cli_pretokenize_from_job_config(data, tmp_path):
+def test_cli_pretokenize_from_job_config(data, tmp_path, cli):
     cfg = tmp_path / "job.yaml"
     cfg.write_text(f"model: {MODEL}\ndata:\n  train: {data}\n  max_length: 512\n")
-    res = run_cli("pretokenize", cfg, env_cache=tmp_path / "c")
+    res = cli("pretokenize", cfg)
     assert res.returncode == 0, res.stderr
 
 
@@ -149,35 +179,36 @@ def test_cli_pretokenize_from_job_config(data, tmp_path):
     ('{"messages": [{"role": "user", "content": "q"}]}', "no assistant message"),
     ('{"messages": [{"role": "bot", "content": "q"}]}', "unknown role"),
 ])
-def test_cli_bad_input_is_one_line_exit_2_nothing_written(data, tmp_path, line, reason):
+def test_cli_bad_input_is_one_line_exit_2_nothing_written(data, tmp_path, line, reason, cli):
     data.write_text(data.read_text() + line + "\n")
-    res = run_cli("pretokenize", "--model", MODEL, "--data", data, "--output", tmp_path / "o", env_cache=tmp_path / "c")
+    res = cli("pretokenize", "--model", MODEL, "--data", data, "--output", tmp_path / "o", subprocess_=line == "{oops")
     assert res.returncode == 2
-    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
-    assert f"train.jsonl:41: {reason}" in res.stderr or reason in res.stderr
-    assert not (tmp_path / "o").exists() and not list((tmp_path / "c").glob("datasets/*"))
-    skipped = run_cli("pretokenize", "--model", MODEL, "--data", data, "--skip-invalid", env_cache=tmp_path / "c")
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("chattune: error: ") and "Traceback" not in res.stderr
+    assert "train.jsonl:41: " in last and reason in last
+    assert not (tmp_path / "o").exists() and not list(cli.root.glob("datasets/*"))
+    skipped = cli("pretokenize", "--model", MODEL, "--data", data, "--skip-invalid")
     assert skipped.returncode == 0 and "dropped 1: invalid" in skipped.stdout
 
 
-def test_cli_missing_file(tmp_path):
-    res = run_cli("pretokenize", "--model", MODEL, "--data", tmp_path / "nope.jsonl", env_cache=tmp_path / "c")
+def test_cli_missing_file(tmp_path, cli):
+    res = cli("pretokenize", "--model", MODEL, "--data", tmp_path / "nope.jsonl")
     assert res.returncode == 2 and "nope.jsonl: no such data file" in res.stderr
 
 
-def test_cli_inspect_marks_trained_tokens(data, tmp_path):
-    res = run_cli("inspect", "--model", MODEL, "--data", data, "-n", "1", env_cache=tmp_path / "c")
+def test_cli_inspect_marks_trained_tokens(data, tmp_path, cli):
+    res = cli("inspect", "--model", MODEL, "--data", data, "-n", "1")
     assert res.returncode == 0, res.stderr
-    assert "[[2.<|im_end|>]]" in res.stdout and "[[You're welcome.<|im_end|>]]" in res.stdout
+    assert "[[0.<|im_end|>]]" in res.stdout and "[[You're welcome.<|im_end|>]]" in res.stdout
     assert "user" in res.stdout and "assistant" in res.stdout
 
 
-def test_cli_audit_says_loudly_that_prompts_are_trained(tmp_path, qwen25_tokenizer, data):
+def test_cli_audit_says_loudly_that_prompts_are_trained(tmp_path, qwen25_tokenizer, data, cli):
     rendered = qwen25_tokenizer.apply_chat_template([convo(i)["messages"] for i in range(5)], tokenize=True)
     datasets.Dataset.from_dict(dict(rendered)).save_to_disk(str(tmp_path / "story"))
-    res = run_cli("audit", tmp_path / "story", "--model", MODEL, env_cache=tmp_path / "c")
+    res = cli("audit", tmp_path / "story", "--model", MODEL)
     assert res.returncode == 1
     assert "PROMPTS ARE TRAINED" in res.stdout and "NO labels" in res.stdout
-    run_cli("pretokenize", "--model", MODEL, "--data", data, "--output", tmp_path / "good", env_cache=tmp_path / "c")
-    res = run_cli("audit", tmp_path / "good", "--model", MODEL, env_cache=tmp_path / "c")
+    cli("pretokenize", "--model", MODEL, "--data", data, "--output", tmp_path / "good")
+    res = cli("audit", tmp_path / "good", "--model", MODEL)
     assert res.returncode == 0, res.stdout

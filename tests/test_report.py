@@ -21,7 +21,7 @@ import yaml
 from chattune.cli import main
 from chattune.config import JobConfig, MonitorThresholds
 from chattune.errors import UserError
-from chattune.report import DEFAULT_THRESHOLDS, render_report, write_report
+from chattune.report import render_report, write_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_example"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -202,8 +202,16 @@ def test_thresholds_from_a_config_written_as_the_trainer_writes_it(run_dir):
     assert "threshold 0.35" in page and "threshold 0.4" not in page
 
 
-def test_default_thresholds_mirror_the_config_defaults():
-    assert DEFAULT_THRESHOLDS == MonitorThresholds().model_dump()
+def test_default_thresholds_are_the_config_defaults(run_dir):
+    (run_dir / "config.yaml").write_text("monitor:\n  thresholds:\n    prompt_echo: 0.4\n")  # the others unset
+    page = render_report(run_dir)
+    assert f"threshold {MonitorThresholds().script_drift:g}" in page and "threshold 0.4" in page
+
+
+def test_unreadable_config_falls_back_to_default_thresholds(run_dir):
+    (run_dir / "config.yaml").write_text("monitor:\n  thresholds: [unclosed\n")  # torn mid-write
+    page = render_report(run_dir)
+    assert "threshold 0.5" in page and "threshold 0.4" not in page
 
 
 def test_config_is_shown_collapsed():
@@ -214,7 +222,7 @@ def test_config_is_shown_collapsed():
 
 def test_importing_report_pulls_in_no_torch():
     code = ("import sys, chattune.report; "
-            "print(sorted(m for m in ('torch', 'transformers', 'pydantic', 'yaml') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

