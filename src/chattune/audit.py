@@ -91,8 +91,8 @@ class AuditSummary:
         lines = [f"examples {self.examples:,}   tokens {self.tokens:,}   trained {self.trained_tokens:,} "
                  f"({pct(self.trained_tokens, self.tokens).strip()})",
                  f"  {'role':<10}{'tokens':>12}{'trained':>12}{'share':>8}"]
-        for r in ROLE_NAMES:
-            if self.role_tokens[r]:
+        for r in ROLE_NAMES:  # the chat roles always (a 0 says "not trained"); plain text when present
+            if self.role_tokens[r] or r != "text":
                 lines.append(f"  {r:<10}{self.role_tokens[r]:>12,}{self.role_trained[r]:>12,}"
                              f"{pct(self.role_trained[r], self.role_tokens[r]):>8}")
         for reason, n in sorted(self.dropped.items()):

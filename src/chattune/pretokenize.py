@@ -34,10 +34,13 @@ def cache_inputs(cfg: JobConfig, tokenizer, path: Path) -> dict:
     from chattune.models import tokenizer_fingerprint
 
     d = cfg.data
+    template = tokenizer.chat_template or ""
     return {
         "data": fingerprint(path),
         "tokenizer": tokenizer_fingerprint(tokenizer),
-        "chat_template": hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest(),
+        "chat_template": hashlib.sha256(template.encode()).hexdigest(),
+        # Templates that print today's date (Llama 3.2, gpt-oss) render differently tomorrow.
+        "date": time.strftime("%Y-%m-%d") if "strftime_now" in template else None,
         "train_on": d.train_on,
         "masking": d.masking,
         "max_length": d.max_length,

@@ -98,7 +98,7 @@ class PredictionMonitor(TrainerCallback):
             with self.path.open("a", encoding="utf-8") as f:
                 f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
             if self.last_flagged:
-                print(self._warning(step, summary), file=sys.stderr)
+                print("\n" + self._warning(step, summary), file=sys.stderr)  # after the progress bar
         if not summary["healthy"] and self.cfg.stop_on_leakage and step > 0:
             self.folder.stop("stopped_on_leakage", self._reason(step, summary))
             control.should_training_stop = True

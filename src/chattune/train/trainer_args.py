@@ -46,7 +46,7 @@ def trainer_args(cfg: JobConfig, config_class: type[Args], **method_args) -> Arg
         lr_scheduler_type=t.lr_scheduler,
         warmup_steps=t.warmup_ratio,  # a float below 1 is a share of the steps
         seed=t.seed,
-        gradient_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing=t.gradient_checkpointing,
         **precision_flags(t.precision),
         logging_steps=t.logging_steps,
         logging_first_step=True,
@@ -57,6 +57,7 @@ def trainer_args(cfg: JobConfig, config_class: type[Args], **method_args) -> Arg
         eval_steps=t.eval_steps or t.save_steps,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         report_to=t.report_to or "none",
+        dataloader_pin_memory=torch.cuda.is_available(),
         **method_args,
     )
 
