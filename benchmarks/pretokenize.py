@@ -311,44 +311,47 @@ def memory_child(path: Path, cache_dir: Path) -> None:
     """Run in a subprocess: the pipeline on `path`, then print what getrusage saw, as JSON."""
     tokenizer = load_tokenizer(QWEN25_TOKENIZER)
     before = psutil.Process().memory_info().rss
+    before_anon = rss(os.getpid())[0]
     t0 = time.perf_counter()
     ds, _ = quiet(build_sft_dataset, job(path, cache_dir), tokenizer, path, use_cache=True)
     print(json.dumps({
-        "rows": len(ds), "seconds": time.perf_counter() - t0, "rss_before": before,
+        "rows": len(ds), "entry_bytes": sum(f.stat().st_size for f in cache_dir.rglob("*") if f.is_file()),
+        "seconds": time.perf_counter() - t0, "rss_before": before, "anon_before": before_anon,
         "maxrss_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "maxrss_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
     }))
 
 
-def _anon(p: psutil.Process) -> int:
-    """Private anonymous memory (RssAnon): what the process itself holds, not mapped files' page cache."""
-    with open(f"/proc/{p.pid}/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+def rss(pid: int) -> tuple[int, int]:
+    """(RssAnon, RssFile) in bytes: private memory, and pages of mapped files (page cache, reclaimable).
+    (0, 0) for a process that has just exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0, 0
+    kib = lambda k: int(fields[k].split()[0]) * 1024 if k in fields else 0  # noqa: E731
+    return kib("RssAnon"), kib("RssFile")
 
 
 def bench_memory(path: Path, cache_dir: Path) -> dict:
-    """Peak RSS of the pipeline in a subprocess; psutil samples its process tree every 50 ms."""
+    """Peak memory of the pipeline in a subprocess: its own ru_maxrss, and /proc samples every 50 ms of the
+    main process (anonymous vs mapped-file pages) and of the largest worker."""
     proc = subprocess.Popen([sys.executable, __file__, "--memory-child", str(path), str(cache_dir)],
                             stdout=subprocess.PIPE, text=True)
-    peak = {"tree_rss": 0, "tree_anon": 0, "main_anon": 0, "workers": 0}
+    peak = {"main_anon": 0, "main_file": 0, "worker_anon": 0}
     stop = threading.Event()
 
     def sample():
         root = psutil.Process(proc.pid)
         while not stop.is_set():
             try:
-                tree = [root, *root.children(recursive=True)]
-                rss, anon = [], []
-                for p in tree:
-                    rss.append(p.memory_info().rss)
-                    anon.append(_anon(p))
-            except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
-                stop.wait(0.05)
-                continue
-            peak["tree_rss"] = max(peak["tree_rss"], sum(rss))
-            peak["tree_anon"] = max(peak["tree_anon"], sum(anon))
-            peak["main_anon"] = max(peak["main_anon"], anon[0])
-            peak["workers"] = max(peak["workers"], len(tree) - 1)
+                workers = [c.pid for c in root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            anon, file = rss(proc.pid)
+            peak["main_anon"], peak["main_file"] = max(peak["main_anon"], anon), max(peak["main_file"], file)
+            peak["worker_anon"] = max([peak["worker_anon"], *(rss(w)[0] for w in workers)])
             stop.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -362,6 +365,10 @@ def bench_memory(path: Path, cache_dir: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- report
+
+
+def path_size(m: dict) -> str:
+    return f"{m['rows']:,} rows, cache entry {m['entry_bytes'] / 2**20:,.0f} MiB"
 
 
 def main() -> None:
@@ -441,16 +448,15 @@ def run(a, work: Path) -> None:
         mem[n] = bench_memory(data, work / f"memory-cache-{n}")
         if n != a.n:
             data.unlink()
-    print(f"\n[6] peak memory, pipeline in a subprocess (tokenizer loaded = baseline; RSS includes mapped Arrow pages,"
-          f" anon = private memory):")
     mib = lambda b: f"{b / 2**20:,.0f} MiB"  # noqa: E731
+    print(f"\n[6] peak memory of the pipeline in a subprocess (baseline = imports + tokenizer, before the build);"
+          f"\n    anon = private memory; file = pages of memory-mapped Arrow files (page cache, reclaimable):")
     for n, m in mem.items():
-        print(f"    {n:>7,} conversations ({m['seconds']:.0f}s): main max RSS {mib(m['maxrss_self'])} "
-              f"(baseline {mib(m['rss_before'])}), largest worker max RSS {mib(m['maxrss_children'])}; "
-              f"sampled peaks: main anon {mib(m['main_anon'])}, tree anon {mib(m['tree_anon'])}, "
-              f"tree RSS {mib(m['tree_rss'])}")
+        print(f"    {n:>7,} conversations ({m['seconds']:.0f}s, {path_size(m)}): main max RSS "
+              f"{mib(m['maxrss_self'])} (baseline {mib(m['rss_before'])}) = anon {mib(m['main_anon'])} "
+              f"(baseline {mib(m['anon_before'])}) + file up to {mib(m['main_file'])}; "
+              f"largest worker: max RSS {mib(m['maxrss_children'])}, anon {mib(m['worker_anon'])}")
     small, big = mem[a.n], mem[10 * a.n]
-    growth = (big["maxrss_self"] - big["rss_before"]) / max(1, small["maxrss_self"] - small["rss_before"])
 
     print(f"\nwhole benchmark: {time.perf_counter() - wall:.0f}s; load average now {os.getloadavg()[0]:.2f}")
     print(f"\n`python benchmarks/pretokenize.py` ({a.n:,} conversations, {tokens / a.n:.0f} tokens each on average, "
@@ -468,10 +474,11 @@ def run(a, work: Path) -> None:
          f"{per_token[4]['limit_us']:.2f} → {per_token[80]['limit_us']:.2f} ({l_ratio:.2f}x)", ""),
         ("cache hit vs build", f"{median(hits):.2f}s vs {median(builds):.1f}s ({median(builds) / median(hits):.0f}x)",
          ">= 20x"),
-        (f"peak RSS, {a.n // 1000}k vs {10 * a.n // 1000}k conversations",
-         f"{mib(small['maxrss_self'])} vs {mib(big['maxrss_self'])} (growth over baseline {growth:.1f}x)", "bounded"),
-        (f"peak tree anon memory, {a.n // 1000}k vs {10 * a.n // 1000}k",
-         f"{mib(small['tree_anon'])} vs {mib(big['tree_anon'])}", "bounded"),
+        (f"peak anon memory, main / worker, {a.n // 1000}k vs {10 * a.n // 1000}k conv",
+         f"{mib(small['main_anon'])} / {mib(small['worker_anon'])} vs {mib(big['main_anon'])} / "
+         f"{mib(big['worker_anon'])}", "bounded"),
+        (f"peak RSS (ru_maxrss) main, {a.n // 1000}k vs {10 * a.n // 1000}k conv",
+         f"{mib(small['maxrss_self'])} vs {mib(big['maxrss_self'])} (mapped Arrow pages)", ""),
     ]
     print("| measure | figure | target |\n|---|---|---|")
     for row in rows:

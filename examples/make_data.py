@@ -129,18 +129,17 @@ def preference(rng: random.Random) -> dict:
     }
 
 
-def write(name: str, rows: list[dict]) -> None:
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    (OUT / name).write_text(text, encoding="utf-8")
-
-
-def main() -> None:
+def main(out: Path = OUT) -> None:
     rng = random.Random(SEED)
-    OUT.mkdir(parents=True, exist_ok=True)
-    write("pirate_chat.jsonl", [conversation(rng) for _ in range(N_CHAT)])
-    write("pirate_chat_eval.jsonl", [conversation(rng) for _ in range(N_CHAT_EVAL)])
-    write("pirate_prefs.jsonl", [preference(rng) for _ in range(N_PREFS)])
-    write("pirate_prefs_eval.jsonl", [preference(rng) for _ in range(N_PREFS_EVAL)])
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "pirate_chat.jsonl": [conversation(rng) for _ in range(N_CHAT)],
+        "pirate_chat_eval.jsonl": [conversation(rng) for _ in range(N_CHAT_EVAL)],
+        "pirate_prefs.jsonl": [preference(rng) for _ in range(N_PREFS)],
+        "pirate_prefs_eval.jsonl": [preference(rng) for _ in range(N_PREFS_EVAL)],
+    }
+    for name, rows in files.items():
+        (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 if __name__ == "__main__":

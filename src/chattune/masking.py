@@ -126,8 +126,8 @@ def token_span(encoding, start: int, end: int) -> tuple[int, int]:
 
 
 def label_tokens(encoding, ids: list[int], regions: list[Region], messages: list[dict], train_all: bool = False):
-    """(labels, token_roles) for the tokens `ids` of `encoding`. A token is trained when it overlaps a trained assistant reply or the end
-    marker after it; its role is the highest role id among the spans it overlaps."""
+    """(labels, token_roles) for the tokens `ids` of `encoding`. A token is trained when it overlaps a
+    trained assistant reply or the end marker after it; its role is the highest among the spans it overlaps."""
     labels = list(ids) if train_all else [IGNORE_INDEX] * len(ids)
     roles = np.zeros(len(ids), dtype=np.int8)
     for r in sorted(regions, key=lambda r: ROLE_ID[messages[r.message]["role"]]):
@@ -213,11 +213,11 @@ class Masker:
         return self._truncate(Encoded(ids, list(ids), np.full(len(ids), ROLE_ID["text"], dtype=np.int8)))
 
     def _truncate(self, enc: Encoded) -> Encoded:
-        if not any(label != IGNORE_INDEX for label in enc.labels):
+        if enc.labels.count(IGNORE_INDEX) == len(enc.labels):
             raise TemplateError("no token is trained: the rendered assistant replies are empty")
         if self.max_length and len(enc.input_ids) > self.max_length:
             n = self.max_length
             enc = Encoded(enc.input_ids[:n], enc.labels[:n], enc.token_roles[:n])
-            if all(label == IGNORE_INDEX for label in enc.labels):
+            if enc.labels.count(IGNORE_INDEX) == n:
                 enc.dropped = f"all trained tokens beyond max_length ({n})"
         return enc

@@ -27,9 +27,7 @@ def _logits(model, tokenizer):
 
 
 def test_merged_export_loads_with_plain_transformers(lora_run, tiny_model):
-    with pytest.raises(SystemExit) as exit_code:
-        main(["export", str(lora_run), "--merge"])
-    assert exit_code.value.code in (None, 0)
+    main(["export", str(lora_run), "--merge"])
     merged_dir = lora_run / "merged"
     assert not (merged_dir / "adapter_config.json").exists()
 

@@ -57,7 +57,7 @@ def trainer_args(cfg: JobConfig, config_class: type[Args], **method_args) -> Arg
         eval_steps=t.eval_steps or t.save_steps,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         report_to=t.report_to or "none",
-        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # also makes torchrun/accelerate on CPU use gloo
         **method_args,
     )
 
