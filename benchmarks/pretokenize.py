@@ -269,14 +269,13 @@ def bench_trl(path: Path, work: Path, repeats: int):
     return loads, preps, prepared, trainer.chat_template is not None
 
 
-def compare_with_trl(trl_ds, ours, im_end: int, n: int = 200) -> tuple[int, int]:
-    """How many of the first n examples have the same input_ids, and the same labels apart from the token
-    right after <|im_end|>, which TRL's training template puts inside {% generation %}."""
+def compare_with_trl(trl_ds, ours, newline: int, n: int = 200) -> tuple[int, int]:
+    """How many of the first n examples have the same input_ids, and the same labels apart from the two
+    newlines TRL's training template puts inside {% generation %} (after `assistant`, after <|im_end|>)."""
     ids_same = labels_same = 0
     for t, o in zip(trl_ds.select(range(n)), ours.select(range(n))):
         ids_same += t["input_ids"] == o["input_ids"]
-        after_end = {i + 1 for i, x in enumerate(o["input_ids"]) if x == im_end}
-        labels_same += all(a == b or (i in after_end and b == -100) for i, (a, b) in enumerate(zip(t["labels"], o["labels"])))
+        labels_same += all(a == b or (b == -100 and a == newline) for a, b in zip(t["labels"], o["labels"]))
     return ids_same, labels_same
 
 
@@ -317,21 +316,26 @@ def memory_child(path: Path, cache_dir: Path) -> None:
     print(json.dumps({
         "rows": len(ds), "entry_bytes": sum(f.stat().st_size for f in cache_dir.rglob("*") if f.is_file()),
         "seconds": time.perf_counter() - t0, "rss_before": before, "anon_before": before_anon,
-        "maxrss_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        # VmHWM, not RUSAGE_SELF: ru_maxrss survives exec, so it would count the parent's pages shared at fork
+        "maxrss_self": status_kib(os.getpid(), "VmHWM"),
         "maxrss_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
     }))
 
 
-def rss(pid: int) -> tuple[int, int]:
-    """(RssAnon, RssFile) in bytes: private memory, and pages of mapped files (page cache, reclaimable).
-    (0, 0) for a process that has just exited."""
+def status_kib(pid: int, *keys: str) -> int | tuple[int, ...]:
+    """Fields of /proc/PID/status in bytes (0 once the process has exited)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             fields = dict(line.split(":", 1) for line in f)
     except (FileNotFoundError, ProcessLookupError):
-        return 0, 0
-    kib = lambda k: int(fields[k].split()[0]) * 1024 if k in fields else 0  # noqa: E731
-    return kib("RssAnon"), kib("RssFile")
+        fields = {}
+    values = tuple(int(fields[k].split()[0]) * 1024 if k in fields else 0 for k in keys)
+    return values if len(keys) > 1 else values[0]
+
+
+def rss(pid: int) -> tuple[int, int]:
+    """(RssAnon, RssFile): private memory, and pages of mapped files (page cache, reclaimable)."""
+    return status_kib(pid, "RssAnon", "RssFile")
 
 
 def bench_memory(path: Path, cache_dir: Path) -> dict:
@@ -422,12 +426,12 @@ def run(a, work: Path) -> None:
 
     loads, preps, prepared, swapped = bench_trl(path, work, a.repeats)
     trl = a.n / median(preps)
-    ids_same, labels_same = compare_with_trl(prepared, ds, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    ids_same, labels_same = compare_with_trl(prepared, ds, tokenizer.convert_tokens_to_ids("Ċ"))
     print(f"[3b] TRL SFTTrainer._prepare_dataset (assistant_only_loss, dataset_num_proc={NUM_PROC}"
           f"{', training template swapped in' if swapped else ''}): {fmt_times(preps)}\n"
           f"    {trl:,.0f} conversations/s (+ load_dataset('json') {median(loads):.2f}s, not counted); "
-          f"on the first 200 examples, input_ids identical to chattune's: {ids_same}/200; labels identical but for "
-          f"the newline after <|im_end|> (TRL's training template trains it, chattune does not): {labels_same}/200")
+          f"first 200 examples: input_ids identical to chattune's {ids_same}/200; labels identical {labels_same}/200 but "
+          f"for the newlines around each reply that TRL's training template also trains")
     print(f"    chattune/limit = {ours / limit:.2f} (target >= 0.75)   chattune/TRL = {ours / trl:.2f} (target >= 2)")
 
     per_token = bench_turns(a.seed, a.repeats)

@@ -8,7 +8,7 @@ Prints, for the same model, data, LoRA settings, batch size and steps, in the sa
 - tokens/s of chattune with `group_by_length`.
 
     python benchmarks/train.py                 # 20 steps a run, 2 rounds
-    python benchmarks/train.py --steps 40 --rounds 3
+    python benchmarks/train.py --steps 12 --rounds 3 --threads 1
 
 Not a test: figures vary with the machine, and with anything else running on it. Torch's busy-waiting
 threads make a shared CPU much slower; give it the machine, or pass `--threads 1`.
@@ -51,16 +51,21 @@ def quickstart(steps: int, out: Path, group_by_length: bool = False):
     return cfg
 
 
-def tokens_per_second(trainer) -> float:
+TOKENS: dict[str, set[int]] = {}  # variant → non-padding tokens per run: equal when the batches are the same
+
+
+def tokens_per_second(trainer, variant: str) -> float:
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
     tokens = trainer._total_train_tokens  # non-padding tokens, counted by TRL's SFTTrainer in both cases
+    TOKENS.setdefault(variant, set()).add(tokens)
     return tokens / seconds
 
 
 def chattune_run(cfg) -> float:
-    return tokens_per_second(sft.build_trainer(cfg, RunFolder(cfg)))
+    variant = "chattune, group_by_length" if cfg.training.group_by_length else "chattune"
+    return tokens_per_second(sft.build_trainer(cfg, RunFolder(cfg)), variant)
 
 
 def trl_run(cfg) -> float:
@@ -88,7 +93,7 @@ def trl_run(cfg) -> float:
         processing_class=load_tokenizer(cfg.model),
         peft_config=lora_config(cfg),
     )
-    return tokens_per_second(trainer)
+    return tokens_per_second(trainer, "TRL")
 
 
 def padding_shares(cfg) -> list[float]:
@@ -99,7 +104,7 @@ def padding_shares(cfg) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per timed run")
-    parser.add_argument("--rounds", type=int, default=2, help="A/B rounds (each: one chattune run, one TRL run)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds (each: chattune, TRL, chattune with group_by_length)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     opts = parser.parse_args()
     if opts.threads:
@@ -109,23 +114,26 @@ def main() -> None:
         tmp = Path(tmp)
         runs = iter(range(1000))
         fresh = lambda **kw: quickstart(opts.steps, tmp / f"run{next(runs)}", **kw)  # noqa: E731
-        ours, theirs = [], []
-        for _ in range(opts.rounds):
+        ours, theirs, grouped = [], [], []
+        for _ in range(opts.rounds):  # interleaved, so a slow spell of the machine hits every variant alike
             ours.append(chattune_run(fresh()))
             theirs.append(trl_run(fresh()))
-        grouped = chattune_run(fresh(group_by_length=True))
+            grouped.append(chattune_run(fresh(group_by_length=True)))
         random_pad = padding_shares(fresh())
         grouped_pad = padding_shares(fresh(group_by_length=True))
 
     cfg = quickstart(opts.steps, Path("unused"))
-    ours_m, theirs_m = statistics.median(ours), statistics.median(theirs)
+    ours_m, theirs_m, grouped_m = (statistics.median(x) for x in (ours, theirs, grouped))
+    runs = lambda xs: ", ".join(f"{x:.1f}" for x in xs)  # noqa: E731
     print(f"\nquickstart: {cfg.model}, LoRA r={cfg.training.lora.r}, batch {cfg.training.batch_size}, "
           f"max_length {cfg.data.max_length}, {opts.steps} steps a run, {torch.get_num_threads()} threads, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
-    print(f"  chattune train        {ours_m:8.1f} tokens/s   (runs: {', '.join(f'{x:.1f}' for x in ours)})")
-    print(f"  TRL SFTTrainer, hand  {theirs_m:8.1f} tokens/s   (runs: {', '.join(f'{x:.1f}' for x in theirs)})")
+    print(f"  chattune train        {ours_m:8.1f} tokens/s   (median; runs: {runs(ours)})")
+    print(f"  TRL SFTTrainer, hand  {theirs_m:8.1f} tokens/s   (median; runs: {runs(theirs)})")
     print(f"  chattune overhead     {100 * (theirs_m - ours_m) / theirs_m:8.1f} %   (target: at most 5%)")
-    print(f"  group_by_length       {grouped:8.1f} tokens/s   ({grouped / ours_m:.2f}x random batches)")
+    print(f"  group_by_length       {grouped_m:8.1f} tokens/s   ({grouped_m / ours_m:.2f}x random batches; "
+          f"runs: {runs(grouped)})")
+    print(f"  tokens per run        {', '.join(f'{k}: {sorted(v)}' for k, v in TOKENS.items())}")
     for name, shares in (("random batches", random_pad), ("length-grouped", grouped_pad)):
         print(f"  padding, {name:15s} mean {100 * statistics.mean(shares):5.1f}%  "
               f"median {100 * statistics.median(shares):5.1f}%  max {100 * max(shares):5.1f}%  "

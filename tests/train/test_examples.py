@@ -53,6 +53,7 @@ def test_example_trains_a_couple_of_steps(path, tmp_path, monkeypatch):
     cfg.training.max_steps = 2
     cfg.training.batch_size = 2
     cfg.data.max_length = 128
+    cfg.data.eval = None  # evaluation is covered on the tiny model; here it would only add minutes
     cfg.monitor.num_prompts = 1
     cfg.monitor.max_new_tokens = 8
     assert train(cfg) == 0
