@@ -154,7 +154,8 @@ def median(xs: list[float]) -> float:
 
 
 def fmt_times(xs: list[float]) -> str:
-    return f"median {median(xs):.2f}s of [{', '.join(f'{x:.2f}' for x in xs)}]"
+    """The runs and their median, with the load average (above ~1.5, other work was competing)."""
+    return f"median {median(xs):.2f}s of [{', '.join(f'{x:.2f}' for x in xs)}] (load {os.getloadavg()[0]:.1f})"
 
 
 def job(path: Path, cache_dir: Path) -> JobConfig:

@@ -36,7 +36,7 @@ from chattune.config import load_config  # noqa: E402
 from chattune.models import load_model, load_tokenizer  # noqa: E402
 from chattune.train import sft  # noqa: E402
 from chattune.train.run_folder import RunFolder  # noqa: E402
-from chattune.train.trainer_args import lora_config, trainer_args  # noqa: E402
+from chattune.train.trainer_args import lora_config  # noqa: E402
 
 
 def quickstart(steps: int, out: Path, group_by_length: bool = False):
@@ -104,7 +104,8 @@ def padding_shares(cfg) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per timed run")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds (each: chattune, TRL, chattune with group_by_length)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds, each: chattune, TRL, chattune with group_by_length")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     opts = parser.parse_args()
     if opts.threads:

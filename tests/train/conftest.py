@@ -44,7 +44,8 @@ def conversation(i: int) -> dict:
     messages = [{"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": f"Arr, {2 * i}!"}]
     if i % 3 == 0:  # some multi-turn, with a system prompt, so lengths differ and padding shows
         messages = [{"role": "system", "content": "Talk like a pirate."}, *messages,
-                    {"role": "user", "content": "And doubled again?"}, {"role": "assistant", "content": f"{4 * i}, matey."}]
+                    {"role": "user", "content": "And doubled again?"},
+                    {"role": "assistant", "content": f"{4 * i}, matey."}]
     return {"messages": messages}
 
 

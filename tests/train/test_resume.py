@@ -17,7 +17,8 @@ class _Crash(TrainerCallback):
 
 
 def _losses(run):
-    return {m["step"]: m["loss"] for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in m}
+    lines = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return {m["step"]: m["loss"] for m in lines if "loss" in m}
 
 
 def test_resume_ends_at_the_same_loss(job, chat_data, tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ from chattune.train.run_folder import RunFolder
 
 
 def _cfg(tmp_path, **training):
-    return parse_config({"data": {"train": "data/x.jsonl"}, "training": {"output_dir": str(tmp_path / "run"), **training}})
+    training = {"output_dir": str(tmp_path / "run"), **training}
+    return parse_config({"data": {"train": "data/x.jsonl"}, "training": training})
 
 
 def _trainer(steps):

@@ -101,3 +101,24 @@ def test_output_dir_with_checkpoints_needs_resume(job, chat_data):
     assert train(job(chat_data, max_steps=2)) == 0
     with pytest.raises(UserError, match="--resume"):
         train(job(chat_data, max_steps=2))
+
+
+def test_tensorboard_logs_when_asked(job, chat_data, tmp_path):
+    assert train(job(chat_data, max_steps=1, report_to=["tensorboard"])) == 0
+    assert list((tmp_path / "run" / "runs").rglob("events.out.tfevents.*"))
+
+
+def test_a_json_job_config_in_the_background_story_shape_trains(tmp_path, tiny_model, chat_data):
+    from chattune.cli import main
+
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps({
+        "model": str(tiny_model), "cache_dir": str(tmp_path / "cache"),
+        "data": {"train": str(chat_data), "max_length": 64},
+        "training": {"method": "sft", "use_lora": True, "pretokenize": True, "max_steps": 1, "batch_size": 4},
+        "monitor": {"enabled": False},
+    }))
+    with pytest.raises(SystemExit) as exit_code:
+        main(["train", str(job_file), "--output-dir", str(tmp_path / "json-run")])
+    assert exit_code.value.code == 0
+    assert json.loads((tmp_path / "json-run" / "summary.json").read_text())["status"] == "completed"

@@ -21,7 +21,9 @@ Args = TypeVar("Args", bound=TrainingArguments)
 
 
 def precision_flags(precision: str) -> dict[str, bool]:
-    """`auto`: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU. Weights stay fp32; bf16/fp16 is autocast."""
+    """`auto`: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU.
+
+    Weights stay fp32 either way; bf16/fp16 is autocast."""
     if precision == "auto":
         if not torch.cuda.is_available():
             precision = "fp32"
