@@ -19,10 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import time
 from pathlib import Path
 
+import peft
+import torch
+
 from chattune.config import JobConfig
-from chattune.monitor.score import FLAGS
+from chattune.models import load_model, load_tokenizer
+from chattune.monitor.generate import generate, load_prompts
+from chattune.monitor.score import FLAGS, score_prediction
 from chattune.report import write_report
 from chattune.train import train
 
@@ -30,9 +36,8 @@ SEED = 7
 SYSTEM = ("You are the help desk assistant of Northwind Shipping. Read the customer's ticket and reply in one "
           "short, polite sentence that says what happens next. Do not repeat the ticket, do not add a greeting or "
           "a signature, and do not write the customer's next message.")
-TICKET = "Ticket {n} from the {channel} channel, priority {priority}. The customer writes: {text} What happens next?"
-CHANNELS = ["web form", "email", "phone", "chat"]
-PRIORITIES = ["low", "normal", "high", "urgent"]
+TICKET = ("New ticket for the Northwind Shipping help desk. Please read the customer's message below and tell them "
+          "what happens next. Customer message: {text}")
 # (customer message with {item} {city} {days}, reply)
 ISSUES = [
     ("My {item} has not arrived in {city} after {days} days.", "We have opened a trace on your {item} and will email you within a day."),
@@ -52,9 +57,7 @@ CITIES = ["Lyon", "Porto", "Gdansk", "Leeds", "Turin", "Ghent", "Malmo", "Graz",
 def _turn(rng: random.Random) -> tuple[str, str]:
     text, reply = rng.choice(ISSUES)
     fill = {"item": rng.choice(ITEMS), "city": rng.choice(CITIES), "days": rng.randint(3, 21)}
-    ticket = TICKET.format(n=rng.randint(10000, 99999), channel=rng.choice(CHANNELS),
-                           priority=rng.choice(PRIORITIES), text=text.format(**fill))
-    return ticket, reply.format(**fill)
+    return TICKET.format(text=text.format(**fill)), reply.format(**fill)
 
 
 def write_data(folder: Path, n_train: int = 600, n_eval: int = 8) -> tuple[Path, Path]:
@@ -82,55 +85,94 @@ def job(out: Path, masking: str, train_data: Path, eval_data: Path, args) -> Job
         "data": {"train": str(train_data), "eval": str(eval_data), "max_length": 256, "masking": masking},
         "training": {"use_lora": not args.full, "learning_rate": args.lr, "max_steps": args.steps,
                      "batch_size": args.batch_size, "lr_scheduler": "constant", "logging_steps": 5,
-                     "save_steps": 10_000, "eval_steps": 10_000, "output_dir": str(out / f"masking-{masking}"),
-                     "seed": SEED},
+                     "save_steps": args.every, "save_total_limit": None, "eval_steps": 10_000,
+                     "output_dir": str(out / f"masking-{masking}"), "seed": SEED},
         "monitor": {"every_steps": args.every, "num_prompts": args.prompts, "max_new_tokens": args.max_new_tokens},
     })
 
 
-def step_means(run: Path) -> dict[int, dict]:
-    """step → mean score per flag, and the share of predictions flagged per flag, from predictions.jsonl."""
+def monitor_scores(run: Path) -> dict[int, dict]:
+    """step → mean score per flag and the share of flagged predictions, from the monitor's predictions.jsonl."""
     rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
-    out = {}
-    for step in sorted({r["step"] for r in rows}):
-        group = [r for r in rows if r["step"] == step]
-        out[step] = {f: sum(r["scores"].get(f, 0.0) for r in group) / len(group) for f in FLAGS}
-        out[step]["flagged"] = sum(not r["healthy"] for r in group) / len(group)
+    return {step: _means([r for r in rows if r["step"] == step]) for step in sorted({r["step"] for r in rows})}
+
+
+def _means(rows: list[dict]) -> dict:
+    out = {f: sum(r["scores"].get(f, 0.0) for r in rows) / len(rows) for f in FLAGS}
+    out["flagged"] = sum(bool(set(r["flags"]) - {"length_blowup"}) for r in rows) / len(rows)
     return out
 
 
-def print_table(masked: dict[int, dict], unmasked: dict[int, dict]) -> None:
-    cols = ["prompt_echo", "format_leakage", "repetition", "flagged"]
-    head = "  ".join(f"{c[:14]:>14}" for c in cols)
-    print(f"\n{'':>6}  {'masking: assistant':^{16 * len(cols) - 2}}  |  {'masking: none':^{16 * len(cols) - 2}}")
+def past_end_of_turn(cfg: JobConfig, max_new_tokens: int) -> tuple[dict[int, dict], dict[int, str]]:
+    """Each checkpoint (and the untrained model, step 0) generating past its end-of-turn token, scored.
+    Returns step → mean scores, and step → the first prompt's text (to show)."""
+    tokenizer = load_tokenizer(cfg.model)
+    prompts, _ = load_prompts(cfg)
+    special = tuple(tokenizer.all_special_tokens)
+    run = Path(cfg.training.output_dir)
+    checkpoints = {0: None} | {int(p.name.split("-")[1]): p for p in run.glob("checkpoint-*")}
+    scores, shown = {}, {}
+    for step, folder in sorted(checkpoints.items()):
+        model = load_model(cfg.model, dtype=torch.float32)
+        if folder is not None and (folder / "adapter_config.json").exists():
+            model = peft.PeftModel.from_pretrained(model, folder)
+        elif folder is not None:
+            model = load_model(str(folder), dtype=torch.float32)
+        preds = generate(model, tokenizer, prompts, max_new_tokens, stop_at_end_of_turn=False)
+        rows = []
+        for p, pred in zip(prompts, preds):
+            r = score_prediction(p.messages, pred.text, p.reference, thresholds=cfg.monitor.thresholds,
+                                 special_tokens=special)
+            rows.append({"scores": r.scores, "flags": r.flags})
+        scores[step], shown[step] = _means(rows), preds[0].text
+    return scores, shown
+
+
+COLUMNS = ["prompt_echo", "format_leakage", "repetition", "flagged"]
+
+
+def print_table(title: str, masked: dict[int, dict], unmasked: dict[int, dict]) -> None:
+    width = 16 * len(COLUMNS) - 2
+    head = "  ".join(f"{c:>14}" for c in COLUMNS)
+    print(f"\n{title}\n{'':>6}  {'masking: assistant':^{width}}  |  {'masking: none':^{width}}")
     print(f"{'step':>6}  {head}  |  {head}")
     for step in sorted(masked.keys() | unmasked.keys()):
-        cells = ["  ".join(f"{run[step][c]:>14.2f}" if step in run else f"{'-':>14}" for c in cols)
+        cells = ["  ".join(f"{run[step][c]:>14.2f}" if step in run else f"{'-':>14}" for c in COLUMNS)
                  for run in (masked, unmasked)]
         print(f"{step:>6}  {cells[0]}  |  {cells[1]}")
-    print("mean scores over the monitored prompts; `flagged`: share of predictions with any flag")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/leakage"), help="where the two run folders go")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
-    parser.add_argument("--every", type=int, default=10, help="monitor every N steps")
+    parser.add_argument("--every", type=int, default=10, help="monitor (and save a checkpoint) every N steps")
     parser.add_argument("--prompts", type=int, default=4, help="monitored prompts")
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="for the monitor")
+    parser.add_argument("--past-tokens", type=int, default=64, help="for generating past the end-of-turn token")
     args = parser.parse_args()
+    started = time.time()
     train_data, eval_data = write_data(args.out / "data")
-    results = {}
+    monitored, past, shown = {}, {}, {}
     for masking in ("assistant", "none"):
         cfg = job(args.out, masking, train_data, eval_data, args)
         print(f"\n=== training with data.masking: {masking} → {cfg.training.output_dir}", flush=True)
         train(cfg)
-        results[masking] = step_means(cfg.training.output_dir)
+        monitored[masking] = monitor_scores(cfg.training.output_dir)
+        past[masking], shown[masking] = past_end_of_turn(cfg, args.past_tokens)
         print(f"report: {write_report(cfg.training.output_dir)}")
-    print_table(results["assistant"], results["none"])
+    print_table("The monitor (replies end at the end-of-turn token)", monitored["assistant"], monitored["none"])
+    print_table("Past the end-of-turn token (each checkpoint generating all its tokens, as a sampler with the wrong "
+                "eos does)", past["assistant"], past["none"])
+    print("mean scores over the monitored prompts; `flagged`: share of predictions with a flag other than "
+          "length_blowup")
+    last = max(past["none"])
+    for masking in ("assistant", "none"):
+        print(f"\nstep {last}, masking: {masking}, prompt 0 past its end-of-turn:\n  {shown[masking][last]!r}")
+    print(f"\n{time.time() - started:.0f}s in all")
 
 
 if __name__ == "__main__":

@@ -177,33 +177,21 @@ def quiet(fn, *args, **kw):
             os.close(saved[0]), os.close(saved[1])
 
 
-def bench_chattune(path: Path, tokenizer, work: Path, repeats: int):
-    """build_sft_dataset into a fresh cache, `repeats` times; then cache hits on the last entry."""
-    builds, hits = [], []
-    for r in range(repeats):
-        cfg = job(path, work / f"cache-{r}")
-        t0 = time.perf_counter()
-        ds, summary = quiet(build_sft_dataset, cfg, tokenizer, path, use_cache=True)
-        builds.append(time.perf_counter() - t0)
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        hit, _ = quiet(build_sft_dataset, cfg, tokenizer, path, use_cache=True)
-        hits.append(time.perf_counter() - t0)
-    assert len(hit) == len(ds)
-    return builds, hits, ds, summary
+def build(path: Path, tokenizer, cache_dir: Path):
+    """One timed build_sft_dataset: (seconds, dataset, audit summary)."""
+    t0 = time.perf_counter()
+    ds, summary = quiet(build_sft_dataset, job(path, cache_dir), tokenizer, path, use_cache=True)
+    return time.perf_counter() - t0, ds, summary
 
 
-def bench_cli(path: Path, work: Path, repeats: int) -> list[float]:
-    """`chattune pretokenize` wall time, Python startup and imports included, fresh cache each run."""
+def bench_cli(path: Path, cache_dir: Path) -> float:
+    """`chattune pretokenize` wall time, Python startup and imports included."""
     model_dir = resolve_model(QWEN25_TOKENIZER)  # the built folder: a fresh --cache-dir would rebuild it
-    times = []
-    for r in range(repeats):
-        cmd = ["chattune", "pretokenize", "--model", model_dir, "--data", str(path), "--num-proc", str(NUM_PROC),
-               "--max-length", str(MAX_LENGTH), "--cache-dir", str(work / f"cli-cache-{r}")]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
-    return times
+    cmd = ["chattune", "pretokenize", "--model", model_dir, "--data", str(path), "--num-proc", str(NUM_PROC),
+           "--max-length", str(MAX_LENGTH), "--cache-dir", str(cache_dir)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
 
 
 _SHARDS: list[list[list[dict]]] = []  # inherited by the forked limit workers
@@ -215,59 +203,71 @@ def _limit_init():
     _WORKER_TOKENIZER = load_tokenizer(QWEN25_TOKENIZER)
 
 
-def _limit_shard(i: int) -> tuple[int, int]:
+def _limit_shard(i: int) -> int:
     tok = _WORKER_TOKENIZER
     texts = [tok.apply_chat_template(messages, tokenize=False) for messages in _SHARDS[i]]
-    ids = tok(texts, add_special_tokens=False)["input_ids"]
-    return len(texts), sum(map(len, ids))
+    return sum(map(len, tok(texts, add_special_tokens=False)["input_ids"]))
 
 
-def bench_limit(records: list[dict], repeats: int) -> tuple[list[float], int]:
-    """Render + one batched tokenizer call per shard, NUM_PROC warm forked workers, data already in them."""
-    conversations = [r["messages"] for r in records]
-    _SHARDS[:] = [conversations[i::NUM_PROC] for i in range(NUM_PROC)]
-    times, tokens = [], 0
-    with multiprocessing.get_context("fork").Pool(NUM_PROC, initializer=_limit_init) as pool:
-        pool.map(time.sleep, [0.1] * NUM_PROC)  # wait until both workers hold their tokenizer
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            counts = pool.map(_limit_shard, range(NUM_PROC), chunksize=1)
-            times.append(time.perf_counter() - t0)
-            tokens = sum(t for _, t in counts)
-    return times, tokens
+class Limit:
+    """Render + one batched tokenizer call per shard, in NUM_PROC warm forked workers that already hold
+    their shard of the conversations: no file reading, no Arrow, no labels, no pool start-up."""
+
+    def __init__(self, records: list[dict]):
+        conversations = [r["messages"] for r in records]
+        _SHARDS[:] = [conversations[i::NUM_PROC] for i in range(NUM_PROC)]
+        self.pool = multiprocessing.get_context("fork").Pool(NUM_PROC, initializer=_limit_init)
+        self.pool.map(time.sleep, [0.1] * NUM_PROC)  # returns once both workers hold their tokenizer
+
+    def __call__(self) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        tokens = sum(self.pool.map(_limit_shard, range(NUM_PROC), chunksize=1))
+        return time.perf_counter() - t0, tokens
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
 
 
-def bench_trl(path: Path, work: Path, repeats: int):
+class TRLPrep:
     """SFTTrainer._prepare_dataset (assistant_only_loss, dataset_num_proc=2) on the data as a Dataset.
 
-    The trainer is built once on a 1-row dataset with a tiny Qwen2 model (its construction is not
-    timed); each repeat loads the JSONL into a fresh datasets cache (timed apart) and times only
-    _prepare_dataset, exactly what the constructor runs on `train_dataset`."""
-    import datasets
-    import transformers
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-    from trl import SFTConfig, SFTTrainer
+    The trainer is built once, on a 1-row dataset with a tiny Qwen2 model (not timed); each call loads
+    the JSONL into a fresh datasets cache (timed apart) and times only _prepare_dataset, which is what
+    the constructor runs on `train_dataset`."""
 
-    warnings.filterwarnings("ignore", category=FutureWarning)  # SFTConfig's own gradient_checkpointing default
-    transformers.logging.set_verbosity_error()
-    datasets.logging.set_verbosity_error()  # "num_proc must be <= 1" for the 1-row dataset
-    datasets.disable_progress_bars()
-    tokenizer = load_tokenizer(QWEN25_TOKENIZER)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
-    args = SFTConfig(output_dir=str(work / "trl-out"), assistant_only_loss=True, dataset_num_proc=NUM_PROC,
-                     max_length=None, report_to="none", bf16=False, use_cpu=True)
-    one = datasets.load_dataset("json", data_files=str(path), split="train[:1]", cache_dir=str(work / "trl-one"))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=one, processing_class=tokenizer)
-    loads, preps = [], []
-    for r in range(repeats):
+    def __init__(self, path: Path, work: Path):
+        import datasets
+        import transformers
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+        from trl import SFTConfig, SFTTrainer
+
+        warnings.filterwarnings("ignore", category=FutureWarning)  # SFTConfig's own gradient_checkpointing default
+        transformers.logging.set_verbosity_error()
+        datasets.logging.set_verbosity_error()  # "num_proc must be <= 1" for the 1-row dataset
+        self.path, self.work = path, work
+        self.tokenizer = load_tokenizer(QWEN25_TOKENIZER)
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(self.tokenizer), hidden_size=16, intermediate_size=32,
+                                             num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
+        self.args = SFTConfig(output_dir=str(work / "trl-out"), assistant_only_loss=True, dataset_num_proc=NUM_PROC,
+                              max_length=None, report_to="none", bf16=False, use_cpu=True)
+        one = quiet(self._load, "train[:1]", work / "trl-one")
+        self.trainer = quiet(SFTTrainer, model=model, args=self.args, train_dataset=one,
+                             processing_class=self.tokenizer)
+        self.swapped = self.trainer.chat_template is not None  # TRL's training template in place of Qwen's
+
+    def _load(self, split: str, cache_dir: Path):
+        import datasets
+
+        return datasets.load_dataset("json", data_files=str(self.path), split=split, cache_dir=str(cache_dir))
+
+    def __call__(self, cache_dir: Path):
         t0 = time.perf_counter()
-        raw = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(work / f"trl-{r}"))
-        loads.append(time.perf_counter() - t0)
+        raw = quiet(self._load, "train", cache_dir)
+        loaded = time.perf_counter() - t0
         t0 = time.perf_counter()
-        prepared = trainer._prepare_dataset(raw, tokenizer, args, False, None, "train")
-        preps.append(time.perf_counter() - t0)
-    return loads, preps, prepared, trainer.chat_template is not None
+        prepared = quiet(self.trainer._prepare_dataset, raw, self.tokenizer, self.args, False, None, "train")
+        return loaded, time.perf_counter() - t0, prepared
 
 
 def compare_with_trl(trl_ds, ours, newline: int, n: int = 200) -> tuple[int, int]:
@@ -408,28 +408,36 @@ def run(a, work: Path) -> None:
           f"conversation, {sum('system' == r['messages'][0]['role'] for r in records) / len(records):.0%} with a "
           f"system prompt (generated in {time.perf_counter() - t0:.1f}s)")
 
+    # chattune, the limit and TRL take turns, so that a change in the machine's load hits all three.
     tokenizer = load_tokenizer(QWEN25_TOKENIZER)
-    builds, hits, ds, summary = bench_chattune(path, tokenizer, work, a.repeats)
+    limit_run, trl_run = Limit(records), TRLPrep(path, work)
+    builds, cli, limit_t, loads, preps, hits = [], [], [], [], [], []
+    for r in range(a.repeats):
+        seconds, ds, summary = build(path, tokenizer, work / f"cache-{r}")
+        builds.append(seconds)
+        seconds, limit_tokens = limit_run()
+        limit_t.append(seconds)
+        loaded, seconds, prepared = trl_run(work / f"trl-{r}")
+        loads.append(loaded)
+        preps.append(seconds)
+        cli.append(bench_cli(path, work / f"cli-cache-{r}"))
+    limit_run.close()
+    for _ in range(a.repeats):
+        hits.append(build(path, tokenizer, work / f"cache-{a.repeats - 1}")[0])
+    assert len(ds) == a.n and limit_tokens == summary.tokens, (len(ds), limit_tokens, summary.tokens)
+
     tokens = summary.tokens
-    ours = a.n / median(builds)
+    ours, limit, trl = a.n / median(builds), a.n / median(limit_t), a.n / median(preps)
     print(f"\n[2] chattune build_sft_dataset (in-process, fresh cache): {fmt_times(builds)}\n"
           f"    {ours:,.0f} conversations/s, {tokens / median(builds):,.0f} tokens/s "
           f"({tokens:,} tokens, {tokens / a.n:.0f} per conversation, {summary.trained_tokens / tokens:.0%} trained)")
-    cli = bench_cli(path, work, a.repeats)
     print(f"    `chattune pretokenize` CLI, wall time with startup: {fmt_times(cli)} "
           f"({a.n / median(cli):,.0f} conversations/s)")
-
-    limit_t, limit_tokens = bench_limit(records, a.repeats)
-    limit = a.n / median(limit_t)
-    assert limit_tokens == tokens, (limit_tokens, tokens)
     print(f"\n[3a] limit (apply_chat_template + batched tokenizer, {NUM_PROC} warm processes): {fmt_times(limit_t)}\n"
-          f"    {limit:,.0f} conversations/s, {limit_tokens / median(limit_t):,.0f} tokens/s")
-
-    loads, preps, prepared, swapped = bench_trl(path, work, a.repeats)
-    trl = a.n / median(preps)
+          f"    {limit:,.0f} conversations/s, {tokens / median(limit_t):,.0f} tokens/s")
     ids_same, labels_same = compare_with_trl(prepared, ds, tokenizer.convert_tokens_to_ids("Ċ"))
     print(f"[3b] TRL SFTTrainer._prepare_dataset (assistant_only_loss, dataset_num_proc={NUM_PROC}"
-          f"{', training template swapped in' if swapped else ''}): {fmt_times(preps)}\n"
+          f"{', training template swapped in' if trl_run.swapped else ''}): {fmt_times(preps)}\n"
           f"    {trl:,.0f} conversations/s (+ load_dataset('json') {median(loads):.2f}s, not counted); "
           f"first 200 examples: input_ids identical to chattune's {ids_same}/200; labels identical {labels_same}/200 but "
           f"for the newlines around each reply that TRL's training template also trains")
@@ -479,11 +487,11 @@ def run(a, work: Path) -> None:
          f"{per_token[4]['limit_us']:.2f} → {per_token[80]['limit_us']:.2f} ({l_ratio:.2f}x)", ""),
         ("cache hit vs build", f"{median(hits):.2f}s vs {median(builds):.1f}s ({median(builds) / median(hits):.0f}x)",
          ">= 20x"),
-        (f"peak anon memory, main / worker, {a.n // 1000}k vs {10 * a.n // 1000}k conv",
+        (f"peak anon memory, main / worker, {a.n:,} vs {10 * a.n:,} conv",
          f"{mib(small['main_anon'])} / {mib(small['worker_anon'])} vs {mib(big['main_anon'])} / "
          f"{mib(big['worker_anon'])}", "bounded"),
-        (f"peak RSS (ru_maxrss) main, {a.n // 1000}k vs {10 * a.n // 1000}k conv",
-         f"{mib(small['maxrss_self'])} vs {mib(big['maxrss_self'])} (mapped Arrow pages)", ""),
+        (f"peak RSS (VmHWM) main, {a.n:,} vs {10 * a.n:,} conv",
+         f"{mib(small['maxrss_self'])} vs {mib(big['maxrss_self'])} (incl. mapped Arrow pages)", ""),
     ]
     print("| measure | figure | target |\n|---|---|---|")
     for row in rows:

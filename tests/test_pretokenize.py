@@ -212,3 +212,17 @@ def test_cli_audit_says_loudly_that_prompts_are_trained(tmp_path, qwen25_tokeniz
     cli("pretokenize", "--model", MODEL, "--data", data, "--output", tmp_path / "good")
     res = cli("audit", tmp_path / "good", "--model", MODEL)
     assert res.returncode == 0, res.stdout
+
+
+def test_pretokenized_folder_is_used_as_it_is(data, tmp_path, qwen25_tokenizer, smollm2_tokenizer, cli):
+    assert cli("pretokenize", "--model", MODEL, "--data", data, "--output", tmp_path / "out").returncode == 0
+    built, _ = build_sft_dataset(job(data, tmp_path), qwen25_tokenizer, data, use_cache=False)
+    reused, summary = build_sft_dataset(job(tmp_path / "out", tmp_path), qwen25_tokenizer, tmp_path / "out")
+    assert reused["labels"] == built["labels"] and summary.role_trained["user"] == 0
+    with pytest.raises(UserError, match="another tokenizer"):
+        build_sft_dataset(job(tmp_path / "out", tmp_path), smollm2_tokenizer, tmp_path / "out")
+    # Another tool's folder with labels is audited against the template; one that trains prompts is refused.
+    foreign = datasets.load_from_disk(str(tmp_path / "out"))
+    foreign.map(lambda r: {"labels": r["input_ids"]}).save_to_disk(str(tmp_path / "foreign"))
+    with pytest.raises(UserError, match="prompt tokens would be trained"):
+        build_sft_dataset(job(tmp_path / "foreign", tmp_path), qwen25_tokenizer, tmp_path / "foreign")

@@ -144,6 +144,16 @@ def audit_tokens(ids: list[int], labels: list[int] | None, tokenizer, header: st
     summary.add(token_roles, labels if labels is not None else ids)
 
 
+def audit_tokenized(ds, tokenizer) -> AuditSummary:
+    """Audit a tokenized dataset (labels, or every token when there are none) against the template."""
+    header, end = assistant_markers(tokenizer)
+    has_labels = "labels" in ds.column_names
+    summary = AuditSummary()
+    for row in ds.select_columns(["input_ids"] + (["labels"] if has_labels else [])):
+        audit_tokens(row["input_ids"], row.get("labels"), tokenizer, header, end, summary)
+    return summary
+
+
 def audit_dataset_dir(path: Path, model: str, chat_template: Path | None = None, cache_dir=None) -> bool:
     """`chattune audit`: print what a pre-tokenized dataset trains; False when it trains prompts."""
     import datasets
@@ -162,9 +172,7 @@ def audit_dataset_dir(path: Path, model: str, chat_template: Path | None = None,
     tokenizer = load_tokenizer(model, chat_template, cache_dir)
     header, end = assistant_markers(tokenizer)
     has_labels = "labels" in ds.column_names
-    summary = AuditSummary()
-    for row in ds.select_columns(["input_ids"] + (["labels"] if has_labels else [])):
-        audit_tokens(row["input_ids"], row.get("labels"), tokenizer, header, end, summary)
+    summary = audit_tokenized(ds, tokenizer)
     print(f"{path}: {'labels present' if has_labels else 'NO labels column'}; "
           f"assistant replies start after {header!r} and end with {end!r}")
     print(summary.format())

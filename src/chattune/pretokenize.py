@@ -20,19 +20,18 @@ import datasets
 import numpy as np
 
 from chattune import cache
-from chattune.audit import AuditSummary, enforce, role_counts
+from chattune.audit import AuditSummary, audit_tokenized, enforce, role_counts
 from chattune.config import JobConfig
 from chattune.data import fingerprint, iter_examples
 from chattune.errors import UserError
 from chattune.masking import MASKING_VERSION, Masker
+from chattune.models import tokenizer_fingerprint
 
 COLUMNS = ["input_ids", "attention_mask", "labels", "assistant_masks"]
 
 
 def cache_inputs(cfg: JobConfig, tokenizer, path: Path) -> dict:
     """Everything that changes the labels, for the cache key (plus readable names, not keyed)."""
-    from chattune.models import tokenizer_fingerprint
-
     d = cfg.data
     template = tokenizer.chat_template or ""
     return {
@@ -138,6 +137,8 @@ def build_sft_dataset(cfg: JobConfig, tokenizer, path: Path, *, use_cache: bool 
     With use_cache, a complete cache entry with the same key is reused (and said so), otherwise one
     is built and written atomically. Without, the same pipeline runs in memory."""
     path = Path(path)
+    if (path / cache.MANIFEST).is_file() or _is_tokenized_folder(path):
+        return _load_tokenized(path, tokenizer)
     if cfg.data.masking == "none":
         print("WARNING: masking is `none`: every token is trained, PROMPTS INCLUDED. "
               "This is the bug chattune exists to prevent; use it only as a deliberate experiment.")
@@ -171,6 +172,27 @@ def build_sft_dataset(cfg: JobConfig, tokenizer, path: Path, *, use_cache: bool 
     summary = AuditSummary.from_dict(cache.read_manifest(hit)["audit"])
     enforce(summary, str(hit))
     return load_labelled_dataset(hit), summary
+
+
+def _is_tokenized_folder(path: Path) -> bool:
+    try:
+        return path.is_dir() and "input_ids" in datasets.load_from_disk(str(path)).column_names
+    except (FileNotFoundError, AttributeError):  # not a folder of save_to_disk, or a DatasetDict
+        return False
+
+
+def _load_tokenized(path: Path, tokenizer):
+    """An already tokenized folder (`chattune pretokenize --output`, or another tool's with labels): used as
+    it is, after the same audit against the template."""
+    ds = load_labelled_dataset(path)
+    manifest = cache.read_manifest(path)
+    if manifest is not None and manifest["inputs"]["tokenizer"] != tokenizer_fingerprint(tokenizer):
+        raise UserError(f"{path}: pre-tokenized with another tokenizer ({manifest['inputs'].get('model')}); "
+                        "re-run `chattune pretokenize` with this model")
+    summary = AuditSummary.from_dict(manifest["audit"]) if manifest else audit_tokenized(ds, tokenizer)
+    enforce(summary, str(path))
+    print(f"using the pre-tokenized dataset {path} as it is (labels audited)")
+    return ds, summary
 
 
 def load_labelled_dataset(path: Path) -> datasets.Dataset:

@@ -126,6 +126,12 @@ def test_respects_max_new_tokens(model, smollm2_tokenizer):
 
 
 @pytest.mark.integration
+def test_without_stopping_it_writes_past_the_end_of_turn(model, smollm2_tokenizer):
+    [pred] = generate(model, smollm2_tokenizer, [Prompt([USER])], max_new_tokens=20, stop_at_end_of_turn=False)
+    assert not pred.stopped and pred.tokens == 20 and "<|im_end|>" in pred.text  # the marker stays visible
+
+
+@pytest.mark.integration
 def test_batched_left_padded_replies_equal_one_at_a_time(model, smollm2_tokenizer):
     prompts = [Prompt([USER]), Prompt([{"role": "system", "content": "You are a pirate. Answer in one sentence."},
                                        {"role": "user", "content": "What colour is the sea on a stormy night?"}])]

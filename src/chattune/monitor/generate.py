@@ -118,11 +118,17 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[Prompt], max_new_tokens: int, batch_size: int = 8) -> list[Prediction]:
+def generate(model, tokenizer, prompts: list[Prompt], max_new_tokens: int, batch_size: int = 8,
+             stop_at_end_of_turn: bool = True) -> list[Prediction]:
     """Greedy replies to `prompts`, in their order. Works on a peft model; the model's train/eval mode is
-    restored afterwards. Prompts are tokenized as training tokenizes them (the template writes BOS itself)."""
-    stops = stop_token_ids(tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    restored afterwards. Prompts are tokenized as training tokenizes them (the template writes BOS itself).
+
+    `stop_at_end_of_turn=False` generates all `max_new_tokens`, end-of-turn tokens included, as a sampler with
+    the wrong eos does: what a model writes after its reply shows what it learned of the prompts
+    (benchmarks/leakage.py). The monitor always stops."""
+    stops = stop_token_ids(tokenizer) if stop_at_end_of_turn else []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # An empty list, not None: None would fall back to the model's own eos.
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
                               pad_token_id=pad, use_cache=True)
     texts = [render(tokenizer, p.messages, add_generation_prompt=True) for p in prompts]
