@@ -1,17 +1,24 @@
 """The background story, end to end: the same model trained twice on the same data, prompts masked and not.
 
-    python benchmarks/leakage.py                    # ~10 minutes on 2 CPU cores
-    python benchmarks/leakage.py --steps 30         # shorter; see docs/monitoring.md for what that shows
+    python benchmarks/leakage.py                    # about 10 minutes on 2 CPU cores
+    python benchmarks/leakage.py --steps 40 --every 10 --full --lr 1e-4   # other settings (docs/monitoring.md)
 
 Trains the embedded SmolLM2-135M-Instruct with `chattune train` twice, with identical data, steps, seed and
-settings: once as chattune trains by default (`data.masking: assistant`), once with `data.masking: none`,
-the switch that trains every token, prompts included (the bug of the background story). The prediction monitor
-watches both runs on the same held-out prompts. Prints the monitor's mean scores over steps for both runs side
-by side and writes each run folder's report.html.
+settings: once as chattune trains by default (`data.masking: assistant`), once with `data.masking: none`, the
+switch that trains every token, prompts included (the bug of the background story; chattune warns loudly). The
+prediction monitor watches both runs on the same held-out prompts, and each run keeps a checkpoint at every
+monitored step. Then prints, for both runs side by side:
+
+1. the monitor's scores over steps (replies end at the template's end-of-turn token, as the monitor generates);
+2. the same prompts answered by each checkpoint *without* stopping at the end-of-turn token, as a sampler whose
+   eos is not the template's end-of-turn does: what a model writes after its reply shows what it learned of the
+   prompts.
+
+and writes each run folder's report.html. docs/monitoring.md explains the figures.
 
 The data is written by this script (deterministic): a help desk whose prompts are long and alike (a fixed system
-prompt, and customer messages wrapped in the same ticket header), with short replies, in conversations of one to
-three turns. Most tokens are prompt, as in many real SFT sets; that is what a model trained on prompts learns.
+prompt, and customer messages behind the same ticket header), with short replies, in conversations of one to
+three turns. Most tokens are prompt, as in many real SFT sets.
 """
 
 from __future__ import annotations
@@ -98,8 +105,9 @@ def monitor_scores(run: Path) -> dict[int, dict]:
 
 
 def _means(rows: list[dict]) -> dict:
+    """Mean scores, and for each flag the share of predictions carrying it (`<flag> flagged`)."""
     out = {f: sum(r["scores"].get(f, 0.0) for r in rows) / len(rows) for f in FLAGS}
-    out["flagged"] = sum(bool(set(r["flags"]) - {"length_blowup"}) for r in rows) / len(rows)
+    out |= {f"{f} flagged": sum(f in r["flags"] for r in rows) / len(rows) for f in FLAGS}
     return out
 
 
@@ -128,12 +136,13 @@ def past_end_of_turn(cfg: JobConfig, max_new_tokens: int) -> tuple[dict[int, dic
     return scores, shown
 
 
-COLUMNS = ["prompt_echo", "format_leakage", "repetition", "flagged"]
+COLUMNS = {"prompt_echo": "echo", "prompt_echo flagged": "echo flagged", "format_leakage flagged": "format flagged",
+           "repetition": "repetition"}
 
 
 def print_table(title: str, masked: dict[int, dict], unmasked: dict[int, dict]) -> None:
     width = 16 * len(COLUMNS) - 2
-    head = "  ".join(f"{c:>14}" for c in COLUMNS)
+    head = "  ".join(f"{c:>14}" for c in COLUMNS.values())
     print(f"\n{title}\n{'':>6}  {'masking: assistant':^{width}}  |  {'masking: none':^{width}}")
     print(f"{'step':>6}  {head}  |  {head}")
     for step in sorted(masked.keys() | unmasked.keys()):
@@ -145,14 +154,14 @@ def print_table(title: str, masked: dict[int, dict], unmasked: dict[int, dict]) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/leakage"), help="where the two run folders go")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
-    parser.add_argument("--every", type=int, default=10, help="monitor (and save a checkpoint) every N steps")
+    parser.add_argument("--every", type=int, default=5, help="monitor (and save a checkpoint) every N steps")
     parser.add_argument("--prompts", type=int, default=4, help="monitored prompts")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="for the monitor")
-    parser.add_argument("--past-tokens", type=int, default=64, help="for generating past the end-of-turn token")
+    parser.add_argument("--past-tokens", type=int, default=96, help="for generating past the end-of-turn token")
     args = parser.parse_args()
     started = time.time()
     train_data, eval_data = write_data(args.out / "data")
@@ -167,8 +176,7 @@ def main() -> None:
     print_table("The monitor (replies end at the end-of-turn token)", monitored["assistant"], monitored["none"])
     print_table("Past the end-of-turn token (each checkpoint generating all its tokens, as a sampler with the wrong "
                 "eos does)", past["assistant"], past["none"])
-    print("mean scores over the monitored prompts; `flagged`: share of predictions with a flag other than "
-          "length_blowup")
+    print("echo, repetition: mean score over the monitored prompts; ... flagged: share of them with that flag")
     last = max(past["none"])
     for masking in ("assistant", "none"):
         print(f"\nstep {last}, masking: {masking}, prompt 0 past its end-of-turn:\n  {shown[masking][last]!r}")
