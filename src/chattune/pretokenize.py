@@ -125,6 +125,8 @@ def _build(cfg: JobConfig, tokenizer, path: Path, workdir: Path, in_memory: bool
     )
     summary = _summarise(encoded, cfg, skipped)
     enforce(summary, str(path))
+    if summary.examples == len(encoded):  # nothing dropped: no second pass over the data
+        return encoded.select_columns(COLUMNS), summary
     kept = encoded.filter(lambda e, d: [not x and not y for x, y in zip(e, d)], input_columns=["error", "dropped"],
                           batched=True, keep_in_memory=in_memory, new_fingerprint=f"keep-{workdir.name}",
                           desc="keep", **files("kept"))

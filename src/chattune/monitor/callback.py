@@ -26,8 +26,11 @@ from chattune.train.run_folder import RunFolder
 SHOWN_CHARS = 300  # of an offending prediction, in warnings and the summary
 
 
-def _short(text: str) -> str:
-    return json.dumps(text[:SHOWN_CHARS] + ("…" if len(text) > SHOWN_CHARS else ""), ensure_ascii=False)
+def _describe(row: dict) -> str:
+    """A flagged line of predictions.jsonl in one line: prompt, flags, and the reply (cut, JSON-quoted)."""
+    text = row["prediction"]
+    shown = json.dumps(text[:SHOWN_CHARS] + ("…" if len(text) > SHOWN_CHARS else ""), ensure_ascii=False)
+    return f"prompt {row['prompt_id']} [{', '.join(row['flags'])}]: {shown}"
 
 
 class PredictionMonitor(TrainerCallback):
@@ -102,7 +105,7 @@ class PredictionMonitor(TrainerCallback):
         if not summary["healthy"] and self.cfg.stop_on_leakage and step > 0:
             self.folder.stop("stopped_on_leakage", self._reason(step, summary))
             control.should_training_stop = True
-            control.should_save = True  # keep this step's checkpoint: the last one before things got worse
+            control.should_save = True  # keep this step's checkpoint, to look at or to resume from
         self.seconds += time.perf_counter() - started
 
     def _line(self, step: int, prompt_id: int, pred: Prediction, r: PredictionScore) -> dict:
@@ -113,20 +116,20 @@ class PredictionMonitor(TrainerCallback):
 
     def _warning(self, step: int, summary: dict) -> str:
         verdict = "UNHEALTHY" if not summary["healthy"] else "flagged"
-        when = " (the baseline, before any training: these prompts or thresholds may not suit this model)" if step == 0 else ""
+        when = ""
+        if step == 0:
+            when = " (the baseline, before any training: these prompts or thresholds may not suit this model)"
         lines = [f"chattune monitor: WARNING: step {step}{when}: {len(self.last_flagged)} of {summary['predictions']} "
                  f"predictions {verdict}, symptoms of training on prompts:"]
         for row in self.last_flagged:
-            lines.append(f"  prompt {row['prompt_id']} [{', '.join(row['flags'])}]: {_short(row['prediction'])}")
+            lines.append(f"  {_describe(row)}")
         return "\n".join(lines)
 
     def _reason(self, step: int, summary: dict) -> str:
         counts = ", ".join(f"{f} {round(share * summary['predictions'])}" for f, share in summary["flag_share"].items()
                            if share)
-        first = self.last_flagged[0]
         return (f"monitor.stop_on_leakage: step {step}: {round(summary['unhealthy_share'] * summary['predictions'])} "
-                f"of {summary['predictions']} predictions unhealthy ({counts}); prompt {first['prompt_id']} got "
-                f"{_short(first['prediction'])}")
+                f"of {summary['predictions']} predictions unhealthy ({counts}); {_describe(self.last_flagged[0])}")
 
 
 def format_summary(history: list[tuple[int, dict]], last_flagged: list[dict], source: str, seconds: float) -> str:
@@ -142,7 +145,7 @@ def format_summary(history: list[tuple[int, dict]], last_flagged: list[dict], so
     last_step = history[-1][0]
     if last_flagged:
         lines.append(f"  flagged at step {last_step}:")
-        lines += [f"    prompt {r['prompt_id']} [{', '.join(r['flags'])}]: {_short(r['prediction'])}" for r in last_flagged]
+        lines += [f"    {_describe(r)}" for r in last_flagged]
     else:
         lines.append(f"  no prediction flagged at step {last_step}")
     return "\n".join(lines)
