@@ -105,8 +105,9 @@ class AuditSummary:
 
 def enforce(summary: AuditSummary, where: str) -> None:
     """Refuse silent nonsense: raise a UserError when the audit finds a problem."""
-    if summary.masking == "none":
-        summary.warnings.append("masking is `none`: prompts (system, user, template text) ARE TRAINED")
+    warning = "masking is `none`: prompts (system, user, template text) ARE TRAINED"
+    if summary.masking == "none" and warning not in summary.warnings:
+        summary.warnings.append(warning)
     problems = summary.problems()
     if problems:
         raise UserError(f"{where}: label audit failed: " + "; ".join(problems))

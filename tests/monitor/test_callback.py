@@ -4,6 +4,10 @@ a few steps, tiny max_length), its stop on leakage and the report of the stopped
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,6 +93,27 @@ def test_stop_on_leakage_stops_saves_and_exits_non_zero_then_the_report_shows_it
     page = (run / "report.html").read_text(encoding="utf-8")
     assert '<span class="status stopped_on_leakage">stopped_on_leakage</span>' in page
     assert "1 monitored prompt(s) unhealthy at step 2" in page and 'class="f-prompt_echo"' in page
+
+
+@pytest.mark.integration
+def test_two_processes_write_once_and_stop_together(tmp_path):
+    """Under torchrun both processes generate and reach the same verdict, so both stop at step 2 (neither hangs
+    waiting for the other); only the main process writes predictions.jsonl."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"messages": [{"role": "user", "content": ECHO}]}) + "\n", encoding="utf-8")
+    job = _job(tmp_path, max_steps=6, prompts=str(prompts), stop_on_leakage=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(port), "-m", "chattune.cli", "train", str(job)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode != 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "stopped_on_leakage" and summary["steps"] == 2 and summary["processes"] == 2
+    assert [r["step"] for r in _lines(tmp_path / "run")] == [0, 2]
+    assert done.stderr.count("WARNING: step 2:") == 1
 
 
 # --- the parts without a model ---------------------------------------------------------------------------

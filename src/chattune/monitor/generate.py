@@ -6,8 +6,8 @@ batched with left padding, greedy, at most `max_new_tokens`, stopping at the tem
 Knows nothing about scores or trainers: callback.py decides when to generate and what a reply means.
 
 >>> from chattune.models import load_model, load_tokenizer
->>> tok, model = load_tokenizer("smollm2-135m-instruct"), load_model("smollm2-135m-instruct")
->>> [p] = generate(model, tok, [Prompt([{"role": "user", "content": "Say hi."}])], max_new_tokens=16)
+>>> tok, model = load_tokenizer("smollm2-135m-instruct"), load_model("smollm2-135m-instruct")  # doctest: +SKIP
+>>> [p] = generate(model, tok, [Prompt([{"role": "user", "content": "Say hi."}])], 16)  # doctest: +SKIP
 >>> p.stopped  # it ended its turn itself  # doctest: +SKIP
 True
 """
