@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from chattune.data import InvalidExample, fingerprint, normalize, read_examples, read_preferences
+from chattune.data import InvalidExample, Source, fingerprint, normalize, read_examples, read_preferences
 from chattune.errors import UserError
 
 CONVO = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
@@ -109,3 +109,41 @@ def test_fingerprint_is_content_not_name(tmp_path):
     assert fingerprint(a) == fingerprint(b)
     write_jsonl(b, [CONVO, CONVO])
     assert fingerprint(a) != fingerprint(b)
+
+
+def _numbered(i):
+    return {"messages": [{"role": "user", "content": f"q{i}" + "x" * (i % 7)}, {"role": "assistant", "content": "a"}]}
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 13, 100, 10_000])
+def test_jsonl_chunks_cover_every_line_once_in_order(tmp_path, monkeypatch, chunk_bytes):
+    """Chunks are read in worker processes: together they give every example once, in order, with its
+    line number, whatever the chunk size (even smaller than a line) and with blank lines."""
+    rows = [_numbered(i) for i in range(30)]
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(5, "")
+    lines.insert(17, "   ")
+    f = tmp_path / "d.jsonl"
+    f.write_text("\n".join(lines))  # no newline at the end
+    monkeypatch.setattr(Source, "MIN_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(Source, "MAX_CHUNK_BYTES", chunk_bytes)
+    source = Source(f)
+    chunks = source.chunks(parts=2)
+    assert (len(chunks) > 1) == (chunk_bytes < f.stat().st_size)
+    got = [pr for c in chunks for pr in source.records(c)]
+    assert [r for _, r in got] == rows
+    expected_lines = [n for n, line in enumerate(lines, 1) if line.strip()]
+    assert [place for place, _ in got] == [f"{f}:{n}" for n in expected_lines]
+
+
+def test_row_chunks_of_parquet_row_groups_and_datasets_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(Source, "CHUNK_ROWS", 2)
+    rows = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(7)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet", row_group_size=3)
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "folder"))
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    for path, name in ((tmp_path / "d.parquet", "row {}"), (tmp_path / "folder", "row {}"), (tmp_path / "d.json", "[{}]")):
+        source = Source(path)
+        got = [pr for c in source.chunks() for pr in source.records(c)]
+        assert [r for _, r in got] == rows, path
+        assert [place for place, _ in got] == [f"{path}:{name.format(i)}" for i in range(7)]

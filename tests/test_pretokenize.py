@@ -11,6 +11,7 @@ import pytest
 from chattune import cache
 from chattune.cli import main
 from chattune.config import parse_config
+from chattune.data import Source
 from chattune.errors import UserError
 from chattune.masking import Masker
 from chattune.pretokenize import build_sft_dataset, load_labelled_dataset
@@ -134,10 +135,25 @@ def test_dataset_without_labels_is_refused(tmp_path, qwen25_tokenizer):
         load_labelled_dataset(tmp_path / "story")
 
 
-def test_num_proc_gives_identical_dataset(qwen25_tokenizer, data, tmp_path):
-    one, _ = build_sft_dataset(job(data, tmp_path), qwen25_tokenizer, data, use_cache=False)
-    two, _ = build_sft_dataset(job(data, tmp_path, num_proc=2), qwen25_tokenizer, data, use_cache=False)
-    assert one.to_dict() == two.to_dict()
+def test_num_proc_gives_identical_dataset(qwen25_tokenizer, data, tmp_path, monkeypatch):
+    """Two worker processes, each reading its own chunks of the file (tiny chunks, so there are many)."""
+    one, s1 = build_sft_dataset(job(data, tmp_path), qwen25_tokenizer, data, use_cache=False)
+    monkeypatch.setattr(Source, "MIN_CHUNK_BYTES", 500)
+    assert len(Source(data).chunks(parts=2)) > 4
+    two, s2 = build_sft_dataset(job(data, tmp_path, num_proc=2), qwen25_tokenizer, data, use_cache=True)
+    assert one.to_dict() == two.to_dict() and s1 == s2
+
+
+def test_skipped_examples_in_any_chunk_are_counted(qwen25_tokenizer, data, tmp_path, monkeypatch):
+    lines = data.read_text().splitlines()
+    lines[3], lines[30] = "{not json", '{"messages": [{"role": "robot", "content": "x"}]}'
+    data.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(Source, "MIN_CHUNK_BYTES", 500)
+    with pytest.raises(UserError, match=r"train\.jsonl:(4: not valid JSON|31: .*unknown role 'robot')"):
+        build_sft_dataset(job(data, tmp_path, num_proc=2), qwen25_tokenizer, data)
+    ds, summary = build_sft_dataset(job(data, tmp_path, num_proc=2, skip_invalid=True), qwen25_tokenizer, data)
+    assert len(ds) == summary.examples == 38
+    assert sum(n for reason, n in summary.dropped.items() if reason.startswith("invalid: ")) == 2
 
 
 def test_truncated_examples_are_dropped_and_counted(qwen25_tokenizer, tmp_path):

@@ -45,13 +45,15 @@ class AuditSummary:
         """Count one kept example from its per-token role ids and labels."""
         self.add_counts(*role_counts(token_roles, labels))
 
-    def add_counts(self, tokens: list[int], trained: list[int]) -> None:
-        """Count one kept example from its tokens and trained tokens per role (indexed like ROLE_NAMES)."""
-        self.examples += 1
-        self.tokens += sum(tokens)
-        self.trained_tokens += sum(trained)
-        self.untrained_examples += int(not any(trained))
-        for name, n, t in zip(ROLE_NAMES, tokens, trained):
+    def add_counts(self, tokens, trained) -> None:
+        """Count kept examples from their tokens and trained tokens per role: one example's counts
+        (indexed like ROLE_NAMES), or an array of them, one row per example."""
+        tokens, trained = np.atleast_2d(tokens), np.atleast_2d(trained)
+        self.examples += len(tokens)
+        self.tokens += int(tokens.sum())
+        self.trained_tokens += int(trained.sum())
+        self.untrained_examples += int((trained.sum(axis=1) == 0).sum())
+        for name, n, t in zip(ROLE_NAMES, tokens.sum(axis=0).tolist(), trained.sum(axis=0).tolist()):
             self.role_tokens[name] += n
             self.role_trained[name] += t
 

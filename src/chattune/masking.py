@@ -42,9 +42,13 @@ class Region:
 @dataclass
 class Encoded:
     input_ids: list[int]
-    labels: list[int]
+    trained: np.ndarray  # bool per token: its label is its id (else IGNORE_INDEX)
     token_roles: np.ndarray  # ROLE_ID per token
     dropped: str | None = None  # why the example can't be trained (it is then not kept)
+
+    @property
+    def labels(self) -> list[int]:
+        return np.where(self.trained, self.input_ids, IGNORE_INDEX).tolist()
 
 
 def markers_pattern(tokenizer) -> re.Pattern:
@@ -125,19 +129,19 @@ def token_span(encoding, start: int, end: int) -> tuple[int, int]:
     return a, b + 1
 
 
-def label_tokens(encoding, ids: list[int], regions: list[Region], messages: list[dict], train_all: bool = False):
-    """(labels, token_roles) for the tokens `ids` of `encoding`. A token is trained when it overlaps a
+def label_tokens(encoding, regions: list[Region], messages: list[dict], train_all: bool = False):
+    """(trained, token_roles) for the tokens of `encoding`. A token is trained when it overlaps a
     trained assistant reply or the end marker after it; its role is the highest among the spans it overlaps."""
-    labels = list(ids) if train_all else [IGNORE_INDEX] * len(ids)
-    roles = np.zeros(len(ids), dtype=np.int8)
+    trained = np.full(len(encoding), train_all)
+    roles = np.zeros(len(encoding), dtype=np.int8)
     for r in sorted(regions, key=lambda r: ROLE_ID[messages[r.message]["role"]]):
         msg = messages[r.message]
         is_assistant = msg["role"] == "assistant"
         a, b = token_span(encoding, r.start, r.eot_end if is_assistant else r.end)
         roles[a:b] = ROLE_ID[msg["role"]]
         if is_assistant and msg.get("train"):
-            labels[a:b] = ids[a:b]
-    return labels, roles
+            trained[a:b] = True
+    return trained, roles
 
 
 class Masker:
@@ -202,22 +206,22 @@ class Masker:
 
     def _encode_chat(self, messages, text, skel, encoding) -> Encoded:
         regions = locate(text, skel, messages, self.markers)
-        ids = encoding.ids
-        labels, token_roles = label_tokens(encoding, ids, regions, messages, train_all=self.masking == "none")
-        return self._truncate(Encoded(ids, labels, token_roles))
+        trained, token_roles = label_tokens(encoding, regions, messages, train_all=self.masking == "none")
+        return self._truncate(Encoded(encoding.ids, trained, token_roles))
 
     def _encode_text(self, ids: list[int]) -> Encoded:
         eos = self.tokenizer.eos_token_id
         if eos is not None and (not ids or ids[-1] != eos):
             ids = ids + [eos]
-        return self._truncate(Encoded(ids, list(ids), np.full(len(ids), ROLE_ID["text"], dtype=np.int8)))
+        n = len(ids)
+        return self._truncate(Encoded(ids, np.ones(n, dtype=bool), np.full(n, ROLE_ID["text"], dtype=np.int8)))
 
     def _truncate(self, enc: Encoded) -> Encoded:
-        if enc.labels.count(IGNORE_INDEX) == len(enc.labels):
+        if not enc.trained.any():
             raise TemplateError("no token is trained: the rendered assistant replies are empty")
         if self.max_length and len(enc.input_ids) > self.max_length:
             n = self.max_length
-            enc = Encoded(enc.input_ids[:n], enc.labels[:n], enc.token_roles[:n])
-            if enc.labels.count(IGNORE_INDEX) == n:
+            enc = Encoded(enc.input_ids[:n], enc.trained[:n], enc.token_roles[:n])
+            if not enc.trained.any():
                 enc.dropped = f"all trained tokens beyond max_length ({n})"
         return enc
