@@ -1,9 +1,10 @@
 """From a data file to a masked, audited, cached dataset: the one path every SFT run takes.
 
-Owns: the pipeline read → normalise → render/tokenize/mask (masking.py, in `num_proc` processes,
-streamed through Arrow so memory does not grow with the data) → audit → cache, and the
-`chattune pretokenize` command. Pre-tokenized (cached on disk) or not (kept in memory), the labels
-come from the same function; the cache only stores them.
+Owns: the pipeline read → normalise → render/tokenize/mask → audit → cache, and the `chattune
+pretokenize` command. `num_proc` datasets.map workers each read their own chunks of the source
+(data.Source) and write one Arrow table per chunk, so memory does not grow with the data.
+Pre-tokenized (cached on disk) or not (kept in memory), the labels come from the same function; the
+cache only stores them.
 """
 
 from __future__ import annotations
