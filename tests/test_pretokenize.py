@@ -140,8 +140,9 @@ def test_num_proc_gives_identical_dataset(qwen25_tokenizer, data, tmp_path, monk
     one, s1 = build_sft_dataset(job(data, tmp_path), qwen25_tokenizer, data, use_cache=False)
     monkeypatch.setattr(Source, "MIN_CHUNK_BYTES", 500)
     assert len(Source(data).chunks(parts=2)) > 4
-    two, s2 = build_sft_dataset(job(data, tmp_path, num_proc=2), qwen25_tokenizer, data, use_cache=True)
-    assert one.to_dict() == two.to_dict() and s1 == s2
+    for use_cache in (False, True):
+        two, s2 = build_sft_dataset(job(data, tmp_path, num_proc=2), qwen25_tokenizer, data, use_cache=use_cache)
+        assert one.to_dict() == two.to_dict() and s1 == s2
 
 
 def test_skipped_examples_in_any_chunk_are_counted(qwen25_tokenizer, data, tmp_path, monkeypatch):
