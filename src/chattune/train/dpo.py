@@ -9,40 +9,25 @@ frozen copy. Knows nothing about chat templates.
 
 from __future__ import annotations
 
-import torch
 from trl import DPOConfig, DPOTrainer
 
 from chattune.config import JobConfig
-from chattune.models import load_model, load_tokenizer
-from chattune.train.callbacks import callbacks
-from chattune.train.preference import load_preferences, preference_audit
+from chattune.train.preference import build_preference_trainer, preference_audit
 from chattune.train.run_folder import RunFolder, Status
-from chattune.train.trainer_args import lora_config, require_one_step, trainer_args
+from chattune.train.trainer_args import require_one_step, trainer_args
 
 
 def build_trainer(cfg: JobConfig, folder: RunFolder) -> DPOTrainer:
     """Config → data → model → trainer. Writes the config and the audit into the run folder."""
     args = trainer_args(cfg, DPOConfig, beta=cfg.training.beta, max_length=cfg.data.max_length)
-    tokenizer = load_tokenizer(cfg.model, chat_template=cfg.chat_template, cache_dir=cfg.cache_dir)
-    train_data = load_preferences(cfg, cfg.data.train)
-    eval_data = load_preferences(cfg, cfg.data.eval) if cfg.data.eval else None
-    require_one_step(len(train_data), args, cfg.data.train)
-    trainer = DPOTrainer(
-        model=load_model(cfg.model, cache_dir=cfg.cache_dir, dtype=torch.float32),
-        args=args,
-        train_dataset=train_data,
-        eval_dataset=eval_data,
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=callbacks(cfg, folder),
-    )
+    trainer, pairs = build_preference_trainer(cfg, folder, DPOTrainer, args)
     prepared = trainer.train_dataset  # TRL drops pairs whose prompt alone fills max_length
     require_one_step(len(prepared), args, cfg.data.train)
     lengths = [
         (len(p), len(c), len(r))
         for p, c, r in zip(prepared["prompt_ids"], prepared["chosen_ids"], prepared["rejected_ids"], strict=True)
     ]
-    folder.start(args, preference_audit(lengths, len(train_data) - len(prepared), cfg.data.max_length))
+    folder.start(args, preference_audit(lengths, pairs - len(prepared), cfg.data.max_length))
     return trainer
 
 

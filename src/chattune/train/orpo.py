@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import warnings
 
-import torch
-
 from chattune.config import JobConfig
-from chattune.models import load_model, load_tokenizer
-from chattune.train.callbacks import callbacks
-from chattune.train.preference import load_preferences, preference_audit
+from chattune.train.preference import build_preference_trainer, preference_audit
 from chattune.train.run_folder import RunFolder, Status
-from chattune.train.trainer_args import lora_config, require_one_step, trainer_args
+from chattune.train.trainer_args import trainer_args
 
 with warnings.catch_warnings():  # chattune pins TRL and tests ORPO; the "experimental" notice is for us, not users
     warnings.simplefilter("ignore")
@@ -30,19 +26,7 @@ def build_trainer(cfg: JobConfig, folder: RunFolder) -> ORPOTrainer:
     args = trainer_args(
         cfg, ORPOConfig, beta=cfg.training.beta, max_length=cfg.data.max_length, remove_unused_columns=False
     )
-    tokenizer = load_tokenizer(cfg.model, chat_template=cfg.chat_template, cache_dir=cfg.cache_dir)
-    train_data = load_preferences(cfg, cfg.data.train)
-    eval_data = load_preferences(cfg, cfg.data.eval) if cfg.data.eval else None
-    require_one_step(len(train_data), args, cfg.data.train)
-    trainer = ORPOTrainer(
-        model=load_model(cfg.model, cache_dir=cfg.cache_dir, dtype=torch.float32),
-        args=args,
-        train_dataset=train_data,
-        eval_dataset=eval_data,
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=callbacks(cfg, folder),
-    )
+    trainer, _ = build_preference_trainer(cfg, folder, ORPOTrainer, args)
     prepared = trainer.train_dataset
     lengths = [
         (c.count(-100), len(c) - c.count(-100), len(r) - r.count(-100))
