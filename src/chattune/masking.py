@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from chattune.chat_template import Skeleton, TemplateError, render, skeleton, structure_key
+from chattune.chat_template import Renderer, Skeleton, TemplateError, skeleton, structure_key
 
 MASKING_VERSION = 1  # bump whenever the labels for the same inputs could change
 IGNORE_INDEX = -100
 ROLE_NAMES = ("template", "system", "user", "tool", "assistant", "text")
 ROLE_ID = {name: i for i, name in enumerate(ROLE_NAMES)}  # higher id wins a token that straddles two
+_ASSISTANT = ROLE_ID["assistant"]
 
 
-@dataclass(frozen=True)
-class Region:
+class Region(NamedTuple):
     """Where one message's content sits in the rendered text (character offsets)."""
 
     message: int
@@ -67,6 +68,24 @@ def end_marker(literal: str, markers: re.Pattern) -> str:
     return literal[: m.end()] if m else ""
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A skeleton with what labelling needs from it, worked out once per message structure: the end
+    marker after each content slot, and the order to paint the slots in (lowest role first, so the
+    highest role wins a token shared by two spans)."""
+
+    skeleton: Skeleton
+    eots: tuple[str, ...]
+    paint_order: tuple[int, ...]
+    direct: bool  # the Renderer may skip apply_chat_template's input preparation for this structure
+
+    @classmethod
+    def of(cls, skel: Skeleton, messages: list[dict], markers: re.Pattern, direct: bool) -> Layout:
+        eots = tuple(end_marker(after, markers) for after in skel.literals[1:])
+        order = sorted(range(len(skel.order)), key=lambda slot: ROLE_ID[messages[skel.order[slot]]["role"]])
+        return cls(skel, eots, tuple(order), direct)
+
+
 def _common_prefix(text: str, pos: int, literal: str) -> int:
     if text.startswith(literal, pos):
         return len(literal)
@@ -78,8 +97,8 @@ def _common_prefix(text: str, pos: int, literal: str) -> int:
     return n
 
 
-def locate(rendered: str, skel: Skeleton, messages: list[dict], markers: re.Pattern) -> list[Region]:
-    """Each message's span in `rendered`, in the order the template writes them.
+def locate(rendered: str, layout: Layout, messages: list[dict]) -> list[Region]:
+    """Each content slot's span in `rendered`, in the order the template writes them.
 
     The fast path: the content appears verbatim where the skeleton puts it, followed by the same
     template text (or at least the same end marker). Otherwise the template changed the content
@@ -87,11 +106,11 @@ def locate(rendered: str, skel: Skeleton, messages: list[dict], markers: re.Patt
     the rendering stops matching the skeleton's literal to the next end marker, and must be a piece
     of the original content, or the template is doing something chattune can't follow.
     """
-    regions, pos = [], 0
-    for slot, m in enumerate(skel.order):
-        before, after = skel.literals[slot], skel.literals[slot + 1]
+    literals, regions, pos = layout.skeleton.literals, [], 0
+    for slot, m in enumerate(layout.skeleton.order):
+        before, after, eot = literals[slot], literals[slot + 1], layout.eots[slot]
         start = pos + _common_prefix(rendered, pos, before)
-        content, eot = messages[m]["content"], end_marker(after, markers)
+        content = messages[m]["content"]
         end = start + len(content)
         verbatim = rendered.startswith(content, start) and (
             rendered.startswith(after, end) or (eot and rendered.startswith(eot, end))
@@ -112,15 +131,14 @@ def locate(rendered: str, skel: Skeleton, messages: list[dict], markers: re.Patt
 
 def token_span(encoding, start: int, end: int) -> tuple[int, int]:
     """Tokens [a, b) that overlap characters [start, end) (a == b when none do)."""
-    a = b = None
-    for pos in range(start, end):  # the first character a token covers (offsets may skip spaces)
-        if (a := encoding.char_to_token(pos)) is not None:
-            break
-    for pos in range(end - 1, start - 1, -1):
-        if (b := encoding.char_to_token(pos)) is not None:
-            break
-    if a is None or b is None:
-        return 0, 0
+    a = encoding.char_to_token(start) if start < end else None
+    if a is None:  # offsets may skip a character (a space trimmed off a token): the first one a token covers
+        a = next((t for pos in range(start + 1, end) if (t := encoding.char_to_token(pos)) is not None), None)
+        if a is None:
+            return 0, 0
+    b = encoding.char_to_token(end - 1)
+    if b is None:
+        b = next(t for pos in range(end - 2, start - 1, -1) if (t := encoding.char_to_token(pos)) is not None)
     # A character split over several byte-level tokens maps to one of them: take them all.
     while a > 0 and encoding.token_to_chars(a - 1)[1] > start:
         a -= 1
@@ -129,44 +147,46 @@ def token_span(encoding, start: int, end: int) -> tuple[int, int]:
     return a, b + 1
 
 
-def label_tokens(encoding, regions: list[Region], messages: list[dict], train_all: bool = False):
+def label_tokens(encoding, regions: list[Region], layout: Layout, messages: list[dict], train_all: bool = False):
     """(trained, token_roles) for the tokens of `encoding`. A token is trained when it overlaps a
     trained assistant reply or the end marker after it; its role is the highest among the spans it overlaps."""
     trained = np.full(len(encoding), train_all)
     roles = np.zeros(len(encoding), dtype=np.int8)
-    for r in sorted(regions, key=lambda r: ROLE_ID[messages[r.message]["role"]]):
+    for slot in layout.paint_order:
+        r = regions[slot]
         msg = messages[r.message]
-        is_assistant = msg["role"] == "assistant"
-        a, b = token_span(encoding, r.start, r.eot_end if is_assistant else r.end)
-        roles[a:b] = ROLE_ID[msg["role"]]
-        if is_assistant and msg.get("train"):
+        role = ROLE_ID[msg["role"]]
+        a, b = token_span(encoding, r.start, r.eot_end if role == _ASSISTANT else r.end)
+        roles[a:b] = role
+        if role == _ASSISTANT and msg["train"]:
             trained[a:b] = True
     return trained, roles
 
 
 class Masker:
-    """Encodes examples for one tokenizer + chat template. Skeletons are cached per message structure
+    """Encodes examples for one tokenizer + chat template. Layouts are cached per message structure
     (roles and other non-content keys), so most conversations cost one rendering."""
 
     def __init__(self, tokenizer, max_length: int | None = None, masking: str = "assistant"):
         self.tokenizer, self.max_length, self.masking = tokenizer, max_length, masking
         self.markers = markers_pattern(tokenizer)
-        self._skeletons: dict[str, Skeleton] = {}
+        self.render = Renderer(tokenizer)
+        self._layouts: dict[tuple, Layout] = {}
 
-    def _skeleton(self, messages: list[dict]) -> Skeleton:
+    def layout(self, messages: list[dict]) -> Layout:
         key = structure_key(messages)
-        if key not in self._skeletons:
+        if key not in self._layouts:
             skel = skeleton(self.tokenizer, messages)
-            dropped = [i for i, m in enumerate(messages) if m.get("train") and i not in skel.order]
+            dropped = [i for i, m in enumerate(messages) if m["train"] and i not in skel.order]
             if dropped:
                 raise TemplateError(
                     f"the chat template drops the content of assistant message {dropped[0]}: "
                     "there is nothing to train; fix the template or pass --chat-template"
                 )
-            if len(self._skeletons) > 4096:
-                self._skeletons.clear()
-            self._skeletons[key] = skel
-        return self._skeletons[key]
+            if len(self._layouts) > 4096:
+                self._layouts.clear()
+            self._layouts[key] = Layout.of(skel, messages, self.markers, self.render.agrees(messages))
+        return self._layouts[key]
 
     def encode_batch(self, examples: list[dict]) -> list[Encoded | TemplateError]:
         """Encode a batch; an example the template can't handle comes back as its TemplateError."""
@@ -177,8 +197,8 @@ class Masker:
                 texts.append(i)
                 continue
             try:
-                skel = self._skeleton(ex["messages"])
-                rendered.append((render(self.tokenizer, ex["messages"]), skel))
+                layout = self.layout(ex["messages"])
+                rendered.append((self.render(ex["messages"], layout.direct), layout))
                 idx.append(i)
             except TemplateError as e:
                 out[i] = e
@@ -187,9 +207,9 @@ class Masker:
             # Python lists of offsets: labels come from char_to_token at the few span boundaries.
             encodings = self.tokenizer.backend_tokenizer.encode_batch([r for r, _ in rendered], add_special_tokens=False)
             for k, i in enumerate(idx):
-                text, skel = rendered[k]
+                text, layout = rendered[k]
                 try:
-                    out[i] = self._encode_chat(examples[i]["messages"], text, skel, encodings[k])
+                    out[i] = self._encode_chat(examples[i]["messages"], text, layout, encodings[k])
                 except TemplateError as e:
                     out[i] = e
         if texts:
@@ -204,11 +224,10 @@ class Masker:
             raise result
         return result
 
-    def _encode_chat(self, messages, text, skel, encoding) -> Encoded:
-        regions = locate(text, skel, messages, self.markers)
-        trained, token_roles = label_tokens(encoding, regions, messages, train_all=self.masking == "none")
+    def _encode_chat(self, messages, text, layout, encoding) -> Encoded:
+        regions = locate(text, layout, messages)
+        trained, token_roles = label_tokens(encoding, regions, layout, messages, train_all=self.masking == "none")
         return self._truncate(Encoded(encoding.ids, trained, token_roles))
-
     def _encode_text(self, ids: list[int]) -> Encoded:
         eos = self.tokenizer.eos_token_id
         if eos is not None and (not ids or ids[-1] != eos):
