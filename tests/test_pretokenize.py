@@ -116,6 +116,11 @@ def test_older_masking_version_is_not_reused(qwen25_tokenizer, data, tmp_path, c
     with pytest.raises(UserError, match="masking version 0"):
         (folder / cache.MANIFEST).write_text(json.dumps({**manifest, "masking_version": 0}))
         load_labelled_dataset(folder)
+    # An entry in the layout before entries listed their files (a `dataset` folder) is rebuilt, not read.
+    (folder / cache.MANIFEST).write_text(json.dumps({k: v for k, v in manifest.items() if k != "files"}))
+    capsys.readouterr()
+    build_sft_dataset(cfg, qwen25_tokenizer, data)
+    assert "reusing cache" not in capsys.readouterr().out
 
 
 def test_interrupted_build_leaves_nothing_usable(qwen25_tokenizer, data, tmp_path):
@@ -155,6 +160,10 @@ def test_skipped_examples_in_any_chunk_are_counted(qwen25_tokenizer, data, tmp_p
     ds, summary = build_sft_dataset(job(data, tmp_path, num_proc=2, skip_invalid=True), qwen25_tokenizer, data)
     assert len(ds) == summary.examples == 38
     assert sum(n for reason, n in summary.dropped.items() if reason.startswith("invalid: ")) == 2
+    # The entry is its manifest and the Arrow files it lists: the kept rows, no scratch left beside them.
+    ((folder, manifest),) = cache.entries(tmp_path / "cache")
+    assert sorted(f.name for f in folder.iterdir()) == sorted([cache.MANIFEST, *manifest["files"]])
+    assert load_labelled_dataset(folder).to_dict() == ds.to_dict()
 
 
 def test_truncated_examples_are_dropped_and_counted(qwen25_tokenizer, tmp_path):

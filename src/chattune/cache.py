@@ -46,10 +46,12 @@ def read_manifest(folder: Path) -> dict | None:
 
 
 def lookup(root: Path, key: str) -> Path | None:
-    """A complete entry for `key` written by this masking version, else None."""
+    """A complete entry for `key` written by this masking version, else None. An entry lists its Arrow
+    `files`; one written before entries did (with a `dataset` folder instead) is rebuilt."""
     folder = entry_dir(root, key)
     manifest = read_manifest(folder)
-    if manifest and manifest.get("masking_version") == MASKING_VERSION and "labels" in manifest.get("columns", []):
+    if (manifest and manifest.get("masking_version") == MASKING_VERSION and "files" in manifest
+            and "labels" in manifest.get("columns", [])):
         return folder
     return None
 

@@ -10,7 +10,6 @@ cache only stores them.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 import time
 import weakref
@@ -164,9 +163,9 @@ def _build(cfg: JobConfig, tokenizer, path: Path, workdir: Path, in_memory: bool
     summary = _summarise(encoded, cfg, path)
     enforce(summary, str(path))
     if summary.examples < len(encoded):  # drop what can't be trained (a second pass, only then)
-        encoded = encoded.filter(lambda d: [not x for x in d], input_columns=["dropped"], batched=True,
-                                 keep_in_memory=in_memory, new_fingerprint=f"keep-{workdir.name}", desc="keep",
-                                 **files("kept"))
+        kept = [i for i, why in enumerate(encoded["dropped"]) if not why]
+        encoded = encoded.select(kept, keep_in_memory=True).flatten_indices(
+            keep_in_memory=in_memory, new_fingerprint=f"keep-{workdir.name}", **files("kept"))
     return encoded.select_columns(COLUMNS), summary
 
 
@@ -194,12 +193,13 @@ def build_sft_dataset(cfg: JobConfig, tokenizer, path: Path, *, use_cache: bool 
         t0 = time.perf_counter()
         with cache.atomic_dir(cache.entry_dir(root, key)) as tmp:
             ds, summary = _build(cfg, tokenizer, path, tmp, in_memory=False)
-            ds.save_to_disk(str(tmp / "dataset"))
-            for scratch in ("encoded", "kept"):
-                for f in tmp.glob(f"{scratch}*"):
-                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+            # The entry is the Arrow files the workers wrote (after the keep pass, if one ran), as they are.
+            files = [Path(f["filename"]).name for f in ds.cache_files]
+            for scratch in tmp.glob("*.arrow"):
+                if scratch.name not in files:
+                    scratch.unlink()
             cache.write_manifest(tmp, {
-                "format": "chattune-pretokenized", "key": key, "rows": len(ds), "columns": COLUMNS,
+                "format": "chattune-pretokenized", "key": key, "rows": len(ds), "columns": COLUMNS, "files": files,
                 "inputs": {**inputs, "data_path": str(path), "model": cfg.model,
                            "chat_template_file": str(cfg.chat_template) if cfg.chat_template else None},
                 "audit": summary.to_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -243,7 +243,11 @@ def load_labelled_dataset(path: Path) -> datasets.Dataset:
         raise UserError(f"{path}: written by masking version {manifest.get('masking_version')}, this chattune uses "
                         f"{MASKING_VERSION}; re-run `chattune pretokenize`")
     try:
-        ds = datasets.load_from_disk(str(path / "dataset" if (path / "dataset").is_dir() else path))
+        if manifest is not None and "files" in manifest:  # a cache entry
+            ds = datasets.concatenate_datasets([datasets.Dataset.from_file(str(path / f)) for f in manifest["files"]])
+            ds = ds.select_columns(manifest["columns"])
+        else:  # a datasets.save_to_disk folder (`chattune pretokenize --output`, or another tool's)
+            ds = datasets.load_from_disk(str(path))
     except FileNotFoundError:
         raise UserError(f"{path}: not a pre-tokenized dataset folder") from None
     if "labels" not in ds.column_names:
@@ -259,10 +263,12 @@ def pretokenize(cfg: JobConfig, output: Path | None = None) -> Path:
     tokenizer = load_tokenizer(cfg.model, cfg.chat_template, cfg.cache_dir)
     ds, summary = build_sft_dataset(cfg, tokenizer, cfg.data.train, use_cache=True)
     print(summary.format())
-    source = Path(ds.cache_files[0]["filename"]).parent.parent
+    source = Path(ds.cache_files[0]["filename"]).parent
     if output is not None:
+        manifest = cache.read_manifest(source)
+        del manifest["files"]  # the copy is a plain datasets folder
         with cache.atomic_dir(Path(output)) as tmp:
-            shutil.copytree(source / "dataset", tmp, dirs_exist_ok=True)
-            shutil.copy2(source / cache.MANIFEST, tmp / cache.MANIFEST)
+            ds.save_to_disk(str(tmp))
+            cache.write_manifest(tmp, manifest)
         print(f"saved {len(ds):,} examples to {output}")
     return source
