@@ -23,8 +23,9 @@ def test_direct_rendering_is_apply_chat_template(family_tokenizer, name):
     tok = family_tokenizer(name)
     messages = convo(name, " Be <b>terse</b>. ", "Hi\n\n", "  Hello: {{ x }} <|im_end|>", "你好 🙂", "Bye.\n")
     renderer = Renderer(tok)
-    assert renderer.agrees(messages)  # every stock template takes the fast path
-    assert renderer(messages, direct=True) == reference(tok, messages)
+    assert renderer(messages) == reference(tok, messages)  # the first of its structure: both ways, compared
+    assert renderer._direct_ok == {structure_key(messages): True}  # every stock template takes the fast path
+    assert renderer(messages) == reference(tok, messages)
 
 
 def test_structure_where_preparation_matters_goes_through_apply_chat_template(qwen25_tokenizer):
@@ -37,8 +38,9 @@ def test_structure_where_preparation_matters_goes_through_apply_chat_template(qw
         messages = [{"role": "user", "content": "q", "train": False},
                     {"role": "assistant", "content": "a", "reasoning_content": "why", "train": True}]
         renderer = Renderer(tok)
-        assert not renderer.agrees(messages)
-        assert renderer(messages, direct=False) == reference(tok, messages) == "[user]|q[assistant]why|a"
+        for _ in range(2):
+            assert renderer(messages) == reference(tok, messages) == "[user]|q[assistant]why|a"
+        assert renderer._direct_ok == {structure_key(messages): False}
     finally:
         tok.chat_template = old
 
@@ -59,7 +61,8 @@ def test_rejected_conversation_is_a_template_error(family_tokenizer):
         render(tok, bad)
     with pytest.raises(TemplateError, match="rejected"):
         skeleton(tok, bad)
-    assert not Renderer(tok).agrees(bad)
+    with pytest.raises(TemplateError, match="rejected"):
+        Renderer(tok)(bad)
 
 
 text = st.text(st.characters(codec="utf-8", categories=("L", "M", "N", "P", "S", "Zs", "Cc")), max_size=30)
@@ -72,5 +75,6 @@ def test_property_direct_rendering_matches(family_tokenizer, name, contents):
     tok = family_tokenizer(name)
     messages = convo(name, *contents)
     renderer = Renderer(tok)
-    assert renderer.agrees(convo(name))  # checked on another conversation of the same structure, as the masker does
-    assert renderer(messages, direct=True) == reference(tok, messages)
+    renderer(convo(name))  # another conversation of the same structure decides the path
+    assert renderer._direct_ok == {structure_key(messages): True}
+    assert renderer(messages) == reference(tok, messages)

@@ -3,8 +3,10 @@
 Owns: rendering conversations to text (through the tokenizer's own `apply_chat_template`, so the
 text is exactly what transformers, TRL and inference servers produce), the *skeleton* of a
 conversation (the same rendering with every message's content replaced by a sentinel, which shows
-where the template puts each message and what text it adds around it), and the template's generation
-prompt. Knows nothing about labels: masking.py reads the skeleton.
+where the template puts each message and what text it adds around it), the template's generation
+prompt, and the Renderer the masker renders many conversations with (the same compiled template,
+minus apply_chat_template's per-call input preparation, where that is shown to change nothing).
+Knows nothing about labels: masking.py reads the skeleton.
 
 Training, generation and the audit all render through here.
 """
@@ -52,14 +54,14 @@ def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False)
 
 
 class Renderer:
-    """Renders many conversations with one tokenizer's template: the masker's fast path.
+    """Renders many conversations with one tokenizer's template, as `render` does, faster.
 
     apply_chat_template spends about a third of each call making its input plain (copying every
     message, aliasing reasoning fields, dropping None values), which for messages read from JSON
     changes nothing a template can see. The renderer calls the same compiled template with the same
-    arguments directly, where the caller has checked with `agrees` that, for this message structure,
-    both give the same text (what that preparation does depends on the keys and types of the
-    messages, not on their contents); elsewhere it goes through apply_chat_template.
+    arguments directly, once the first conversation of a message structure has rendered to the same
+    text both ways (what that preparation does depends on the keys and types of the messages, not on
+    their contents); a structure where they differ always goes through apply_chat_template.
     """
 
     def __init__(self, tokenizer):
@@ -69,16 +71,25 @@ class Renderer:
         self.tokenizer = tokenizer
         self._template = _compile_jinja_template(tokenizer.get_chat_template())
         self._kwargs = {**tokenizer.special_tokens_map, "tools": None, "documents": None, "add_generation_prompt": False}
+        self._direct_ok: dict[tuple, bool] = {}  # structure_key -> the direct rendering is apply_chat_template's
 
-    def agrees(self, messages: list[dict]) -> bool:
-        """Whether the direct rendering of `messages` is apply_chat_template's text."""
+    def __call__(self, messages: list[dict]) -> str:
+        key = structure_key(messages)
+        direct = self._direct_ok.get(key)
+        if direct:
+            return self._direct(messages)
+        text = render(self.tokenizer, messages)
+        if direct is None:
+            if len(self._direct_ok) > 4096:
+                self._direct_ok.clear()
+            self._direct_ok[key] = self._agrees(messages, text)
+        return text
+
+    def _agrees(self, messages: list[dict], text: str) -> bool:
         try:
-            return self._direct(messages) == render(self.tokenizer, messages)
-        except Exception:  # render() raises it again, as a TemplateError, where the conversation is encoded
+            return self._direct(messages) == text
+        except Exception:  # a template that fails this way too is only ever rendered by render()
             return False
-
-    def __call__(self, messages: list[dict], direct: bool) -> str:
-        return self._direct(messages) if direct else render(self.tokenizer, messages)
 
     def _direct(self, messages: list[dict]) -> str:
         return self._template.render(messages=template_messages(messages), **self._kwargs)

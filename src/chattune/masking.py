@@ -12,6 +12,11 @@ template adds (default system prompts, dates), trims or drops (earlier turns' re
 assistant message's span plus the end-of-turn marker the template writes right after it
 (`<|im_end|>`, `<|eot_id|>`, `</s>`…: the text of the following literal up to its first added
 token) become labels; every token overlapping them is trained. Cost is linear in the length.
+
+What the skeleton tells (its literals, each slot's end marker, the order to paint the slots in) depends
+only on the message structure (roles and other non-content keys), so it is worked out once per
+structure (a Layout); a conversation then costs one rendering (chat_template.Renderer), one
+tokenization, and a few char_to_token lookups at the span boundaries.
 """
 
 from __future__ import annotations
@@ -77,13 +82,12 @@ class Layout:
     skeleton: Skeleton
     eots: tuple[str, ...]
     paint_order: tuple[int, ...]
-    direct: bool  # the Renderer may skip apply_chat_template's input preparation for this structure
 
     @classmethod
-    def of(cls, skel: Skeleton, messages: list[dict], markers: re.Pattern, direct: bool) -> Layout:
+    def of(cls, skel: Skeleton, messages: list[dict], markers: re.Pattern) -> Layout:
         eots = tuple(end_marker(after, markers) for after in skel.literals[1:])
         order = sorted(range(len(skel.order)), key=lambda slot: ROLE_ID[messages[skel.order[slot]]["role"]])
-        return cls(skel, eots, tuple(order), direct)
+        return cls(skel, eots, tuple(order))
 
 
 def _common_prefix(text: str, pos: int, literal: str) -> int:
@@ -164,8 +168,8 @@ def label_tokens(encoding, regions: list[Region], layout: Layout, messages: list
 
 
 class Masker:
-    """Encodes examples for one tokenizer + chat template. Layouts are cached per message structure
-    (roles and other non-content keys), so most conversations cost one rendering."""
+    """Encodes examples for one tokenizer + chat template. Layouts are cached per message structure, so
+    most conversations cost one rendering."""
 
     def __init__(self, tokenizer, max_length: int | None = None, masking: str = "assistant"):
         self.tokenizer, self.max_length, self.masking = tokenizer, max_length, masking
@@ -185,7 +189,7 @@ class Masker:
                 )
             if len(self._layouts) > 4096:
                 self._layouts.clear()
-            self._layouts[key] = Layout.of(skel, messages, self.markers, self.render.agrees(messages))
+            self._layouts[key] = Layout.of(skel, messages, self.markers)
         return self._layouts[key]
 
     def encode_batch(self, examples: list[dict]) -> list[Encoded | TemplateError]:
@@ -198,7 +202,7 @@ class Masker:
                 continue
             try:
                 layout = self.layout(ex["messages"])
-                rendered.append((self.render(ex["messages"], layout.direct), layout))
+                rendered.append((self.render(ex["messages"]), layout))
                 idx.append(i)
             except TemplateError as e:
                 out[i] = e
