@@ -1,6 +1,6 @@
 """Pre-tokenization benchmark: prints figures, is not a test.
 
-    python benchmarks/pretokenize.py            # the figures in the README, ~6-9 minutes on 2 cores
+    python benchmarks/pretokenize.py            # ~10 minutes on 2 cores (the README's figures: --repeats 5, ~18)
     python benchmarks/pretokenize.py --n 5000   # smaller and quicker (memory runs use n and 10n)
 
 With the real Qwen2.5 tokenizer and its chat template, on synthetic multi-turn conversations (seeded,

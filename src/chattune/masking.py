@@ -232,6 +232,7 @@ class Masker:
         regions = locate(text, layout, messages)
         trained, token_roles = label_tokens(encoding, regions, layout, messages, train_all=self.masking == "none")
         return self._truncate(Encoded(encoding.ids, trained, token_roles))
+
     def _encode_text(self, ids: list[int]) -> Encoded:
         eos = self.tokenizer.eos_token_id
         if eos is not None and (not ids or ids[-1] != eos):
