@@ -73,8 +73,9 @@ class Renderer:
         self._kwargs = {**tokenizer.special_tokens_map, "tools": None, "documents": None, "add_generation_prompt": False}
         self._direct_ok: dict[tuple, bool] = {}  # structure_key -> the direct rendering is apply_chat_template's
 
-    def __call__(self, messages: list[dict]) -> str:
-        key = structure_key(messages)
+    def __call__(self, messages: list[dict], key: tuple | None = None) -> str:
+        """The rendering of `messages`; `key` is their structure_key, if the caller has it already."""
+        key = structure_key(messages) if key is None else key
         direct = self._direct_ok.get(key)
         if direct:
             return self._direct(messages)

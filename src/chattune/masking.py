@@ -177,8 +177,8 @@ class Masker:
         self.render = Renderer(tokenizer)
         self._layouts: dict[tuple, Layout] = {}
 
-    def layout(self, messages: list[dict]) -> Layout:
-        key = structure_key(messages)
+    def layout(self, messages: list[dict], key: tuple) -> Layout:
+        """The Layout of `messages`, whose structure_key is `key`."""
         if key not in self._layouts:
             skel = skeleton(self.tokenizer, messages)
             dropped = [i for i, m in enumerate(messages) if m["train"] and i not in skel.order]
@@ -201,8 +201,9 @@ class Masker:
                 texts.append(i)
                 continue
             try:
-                layout = self.layout(ex["messages"])
-                rendered.append((self.render(ex["messages"]), layout))
+                key = structure_key(ex["messages"])
+                layout = self.layout(ex["messages"], key)
+                rendered.append((self.render(ex["messages"], key), layout))
                 idx.append(i)
             except TemplateError as e:
                 out[i] = e
